@@ -1,0 +1,154 @@
+//! `dpu-agent`: the DPU firmware agent binary.
+
+use dpu_agent::transport::{serve, Endpoint};
+use dpu_agent::{board, error, info, Agent, Engine};
+use dpu_hw::{MmioHal, Region, TableId};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+dpu-agent: mirrors the host's networking state into the DPU's forwarding
+hardware, firmware style. Built for one board; its table capacities are
+compile-time constants.
+
+USAGE:
+    dpu-agent [OPTIONS]
+
+OPTIONS:
+    --listen ENDPOINT      Where the host-bridge connects [default: unix:/run/dpu-agent.sock]
+                             unix:PATH          Unix stream socket (development, tests)
+                             vsock:[CID:]PORT   AF_VSOCK; CID defaults to any
+                             serial:PATH        virtio-serial port, e.g. serial:/dev/vport0p1
+    --hw PATH              Hardware region to map: a file (created and formatted if it
+                           does not hold this board's layout) or a device resource file
+                           [default: /dev/shm/dpu-hw-<board>]
+    --cold                 Format the hardware region even if it holds this board's
+                           layout. Without it, the agent keeps the entries it finds
+                           (warm start) and waits for the host's snapshot to reconcile.
+    --stats-interval MS    Period of stats frames to the host; 0 sends stats only on
+                           request [default: the board's stats_interval_ms]
+    --tick MS              Housekeeping period: how often stats are due-checked [default: 100]
+    --board                Print the board this agent was built for and exit
+    -V, --version          Print version and protocol version and exit
+    -h, --help             Print this help and exit
+
+On disconnect the hardware keeps forwarding as it is; the agent waits for the
+next session and its snapshot. Logs are plain lines on stderr.
+";
+
+struct Opts {
+    listen: Endpoint,
+    hw: PathBuf,
+    cold: bool,
+    stats_interval_ms: u32,
+    tick_ms: u64,
+}
+
+enum Parsed {
+    Run(Opts),
+    Exit(ExitCode),
+}
+
+fn parse() -> Result<Parsed, String> {
+    let mut o = Opts {
+        listen: Endpoint::Unix("/run/dpu-agent.sock".into()),
+        hw: PathBuf::from(format!("/dev/shm/dpu-hw-{}", board::NAME)),
+        cold: false,
+        stats_interval_ms: board::STATS_INTERVAL_MS,
+        tick_ms: 100,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--listen" => o.listen = value("--listen")?.parse()?,
+            "--hw" => o.hw = value("--hw")?.into(),
+            "--cold" => o.cold = true,
+            "--stats-interval" => {
+                o.stats_interval_ms = value("--stats-interval")?.parse().map_err(|_| "--stats-interval: not a number")?
+            }
+            "--tick" => {
+                o.tick_ms = value("--tick")?.parse().map_err(|_| "--tick: not a number")?;
+                if o.tick_ms == 0 {
+                    return Err("--tick must be at least 1".into());
+                }
+            }
+            "--board" => {
+                print_board();
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            "-V" | "--version" => {
+                let v = dpu_wire::VERSION;
+                println!("dpu-agent {} (protocol {}.{}, board {})", env!("CARGO_PKG_VERSION"), v.major, v.minor, board::NAME);
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    Ok(Parsed::Run(o))
+}
+
+fn print_board() {
+    let layout = board::layout();
+    let (descs, total) = layout.tables();
+    println!("board {}: {}", board::NAME, board::DESCRIPTION);
+    println!("driver {}, hardware region {} bytes", board::DRIVER, total);
+    for (name, speed) in board::PORTS {
+        println!("port {name} {speed} Mb/s");
+    }
+    for d in descs {
+        println!("table {:<8} {:>9} entries x {:>3} bytes", d.id.name(), d.capacity, d.entry_size);
+    }
+    println!("ecmp members {}", board::ECMP_MEMBERS);
+}
+
+fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Exit(c)) => return c,
+        Err(e) => {
+            eprintln!("dpu-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let layout = board::layout();
+    if o.cold {
+        let _ = std::fs::remove_file(&o.hw);
+    }
+    let (region, warm) = match Region::create(&o.hw, &layout) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("hardware region {}: {e}", o.hw.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(
+        "dpu-agent {} board {} driver {} region {} ({} bytes, {} start)",
+        env!("CARGO_PKG_VERSION"),
+        board::NAME,
+        board::DRIVER,
+        o.hw.display(),
+        region.len(),
+        if warm { "warm" } else { "cold" }
+    );
+    let engine = Engine::new(MmioHal::new(region), warm);
+    if warm {
+        let used: Vec<String> = TableId::ALL
+            .iter()
+            .filter(|&&t| engine.used(t) > 0)
+            .map(|&t| format!("{} {}", t.name(), engine.used(t)))
+            .collect();
+        info!("kept hardware entries: {}", if used.is_empty() { "none".into() } else { used.join(", ") });
+    }
+    let mut agent = Agent::new(engine, o.stats_interval_ms);
+    if let Err(e) = serve(&mut agent, &o.listen, Duration::from_millis(o.tick_ms)) {
+        error!("{:?}: {e}", o.listen);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,350 @@
+//! A blocking client of the agent's wire protocol.
+//!
+//! [`AgentLink`] wraps any byte stream (a Unix socket in tests and
+//! development, vsock or virtio-serial on a real host). Batches are
+//! pipelined with a bounded window of frames in flight, so that neither
+//! side can block the other on full socket buffers; per-entry failures are
+//! mapped back to the caller's update list.
+
+use dpu_wire::framing::max_encoded_len;
+use dpu_wire::*;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Frames in flight before the client waits for results.
+pub const WINDOW: usize = 16;
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum LinkError {
+    Io(io::Error),
+    /// The agent refused the session or a message.
+    Agent { code: ErrorCode, text: String },
+    /// Nothing arrived in time.
+    Timeout,
+    /// The agent closed the connection.
+    Closed,
+    /// An update does not fit a frame on its own.
+    TooLarge,
+}
+
+impl std::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkError::Io(e) => write!(f, "{e}"),
+            LinkError::Agent { code, text } => write!(f, "agent error {code:?}: {text}"),
+            LinkError::Timeout => f.write_str("timed out waiting for the agent"),
+            LinkError::Closed => f.write_str("the agent closed the connection"),
+            LinkError::TooLarge => f.write_str("update larger than a frame"),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {}
+
+impl From<io::Error> for LinkError {
+    fn from(e: io::Error) -> Self {
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            LinkError::Timeout
+        } else {
+            LinkError::Io(e)
+        }
+    }
+}
+
+/// A decoded frame from the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentEvent {
+    Hello(AgentHello),
+    Error { code: ErrorCode, text: String },
+    Results { ack: u32, ok: u16, more: bool, failures: Vec<Failure> },
+    SnapshotDone { generation: u32, unchanged: u32, written: u32, removed: u32 },
+    Stats { more: bool, entries: Vec<StatEntry> },
+    Heartbeat { uptime_ms: u64, rx_frames: u64, rx_errors: u64 },
+    ResyncNeeded { reason: ResyncReason },
+}
+
+/// Outcome of a list of updates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    pub ok: usize,
+    /// (position in the caller's list, status, key)
+    pub failures: Vec<(usize, Status, Option<Key>)>,
+}
+
+/// The stream types the link can run over.
+pub trait Transport: Read + Write {
+    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Transport for UnixStream {
+    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+pub struct AgentLink<S: Transport> {
+    stream: S,
+    deframer: Deframer<Vec<u8>>,
+    builder: FrameBuilder<Vec<u8>>,
+    enc: Vec<u8>,
+    seq: u32,
+    inbox: VecDeque<AgentEvent>,
+    /// Frames that are not results, kept for [`AgentLink::take_events`].
+    events: Vec<AgentEvent>,
+    /// Agent frames dropped by the deframer or undecodable.
+    pub rx_errors: u64,
+    /// Bytes written to the agent.
+    pub tx_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl AgentLink<UnixStream> {
+    pub fn connect_unix(path: &Path) -> io::Result<Self> {
+        Ok(Self::new(UnixStream::connect(path)?))
+    }
+}
+
+impl<S: Transport> AgentLink<S> {
+    pub fn new(stream: S) -> Self {
+        AgentLink {
+            stream,
+            deframer: Deframer::new(vec![0u8; max_encoded_len(MAX_FRAME)]),
+            builder: FrameBuilder::new(vec![0u8; MAX_FRAME]),
+            enc: vec![0u8; max_encoded_len(MAX_FRAME)],
+            seq: 0,
+            inbox: VecDeque::new(),
+            events: Vec::new(),
+            rx_errors: 0,
+            tx_bytes: 0,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Writes raw bytes, for tests of the agent's robustness.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.stream.write_all(bytes)?;
+        self.tx_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn flush_frame(&mut self) -> Result<(), LinkError> {
+        let n = self.builder.finish(&mut self.enc).map_err(|_| LinkError::TooLarge)?;
+        self.stream.write_all(&self.enc[..n])?;
+        self.tx_bytes += n as u64;
+        self.seq = self.seq.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Sends a message without items; returns its sequence number.
+    pub fn send(&mut self, msg: HostMsg) -> Result<u32, LinkError> {
+        let seq = self.seq;
+        self.builder.start(&HostHeader { seq, msg }).map_err(|_| LinkError::TooLarge)?;
+        self.flush_frame()?;
+        Ok(seq)
+    }
+
+    /// Says hello with this build's protocol version.
+    pub fn hello(&mut self, name: &str) -> Result<AgentHello, LinkError> {
+        self.hello_as(VERSION, name)
+    }
+
+    /// Says hello claiming `version` (tests use other versions).
+    pub fn hello_as(&mut self, version: Version, name: &str) -> Result<AgentHello, LinkError> {
+        let mut n: heapless::String<32> = heapless::String::new();
+        for c in name.chars() {
+            if n.push(c).is_err() {
+                break;
+            }
+        }
+        self.seq = 0;
+        self.send(HostMsg::Hello(HostHello { version, name: n }))?;
+        loop {
+            match self.recv()? {
+                AgentEvent::Hello(h) => {
+                    if h.version.major != VERSION.major {
+                        return Err(LinkError::Agent {
+                            code: ErrorCode::VersionMismatch,
+                            text: format!("agent protocol {}.{}", h.version.major, h.version.minor),
+                        });
+                    }
+                    return Ok(h);
+                }
+                AgentEvent::Error { code, text } => return Err(LinkError::Agent { code, text }),
+                other => self.events.push(other),
+            }
+        }
+    }
+
+    /// Next frame from the agent, waiting at most `self.timeout`.
+    pub fn recv(&mut self) -> Result<AgentEvent, LinkError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = [0u8; 65536];
+        loop {
+            if let Some(ev) = self.inbox.pop_front() {
+                return Ok(ev);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LinkError::Timeout);
+            }
+            self.stream.set_timeout(Some(left))?;
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Self { deframer, inbox, rx_errors, .. } = self;
+            deframer.push(&buf[..n], |frame| match frame.ok().and_then(decode) {
+                Some(ev) => inbox.push_back(ev),
+                None => *rx_errors += 1,
+            });
+        }
+    }
+
+    /// Receives until `pick` accepts a frame; other frames are kept as
+    /// events.
+    fn recv_until<T>(&mut self, mut pick: impl FnMut(&AgentEvent) -> Option<T>) -> Result<(T, AgentEvent), LinkError> {
+        loop {
+            let ev = self.recv()?;
+            if let Some(t) = pick(&ev) {
+                return Ok((t, ev));
+            }
+            if let AgentEvent::Error { code, text } = &ev {
+                return Err(LinkError::Agent { code: *code, text: text.clone() });
+            }
+            self.events.push(ev);
+        }
+    }
+
+    /// Frames that arrived while waiting for something else (periodic
+    /// stats, heartbeats, resync requests).
+    pub fn take_events(&mut self) -> Vec<AgentEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Sends `ops` in as many frames as they need, at most [`WINDOW`]
+    /// frames in flight, and collects every per-entry result.
+    pub fn apply(&mut self, ops: &[Op]) -> Result<BatchResult, LinkError> {
+        let mut result = BatchResult::default();
+        // seq -> index of the frame's first op
+        let mut inflight: VecDeque<(u32, usize)> = VecDeque::new();
+        let mut i = 0;
+        while i < ops.len() {
+            let seq = self.seq;
+            self.builder.start(&HostHeader { seq, msg: HostMsg::Batch }).map_err(|_| LinkError::TooLarge)?;
+            let first = i;
+            while i < ops.len() && self.builder.push(&ops[i]).is_ok() {
+                i += 1;
+            }
+            if i == first {
+                return Err(LinkError::TooLarge);
+            }
+            self.flush_frame()?;
+            inflight.push_back((seq, first));
+            while inflight.len() >= WINDOW {
+                self.collect(&mut inflight, &mut result)?;
+            }
+        }
+        while !inflight.is_empty() {
+            self.collect(&mut inflight, &mut result)?;
+        }
+        Ok(result)
+    }
+
+    fn collect(&mut self, inflight: &mut VecDeque<(u32, usize)>, result: &mut BatchResult) -> Result<(), LinkError> {
+        let Some(&(seq, first)) = inflight.front() else {
+            return Ok(());
+        };
+        let (_, ev) = self.recv_until(|e| matches!(e, AgentEvent::Results { ack, .. } if *ack == seq).then_some(()))?;
+        if let AgentEvent::Results { ok, more, failures, .. } = ev {
+            for f in failures {
+                result.failures.push((first + f.index as usize, f.status, f.key));
+            }
+            if !more {
+                result.ok += ok as usize;
+                inflight.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// A full resync: begin, every object, end. Returns the per-entry
+    /// results and the agent's (unchanged, written, removed) report.
+    pub fn snapshot(&mut self, generation: u32, ops: &[Op]) -> Result<(BatchResult, (u32, u32, u32)), LinkError> {
+        self.send(HostMsg::SnapshotBegin { generation })?;
+        let r = self.apply(ops)?;
+        self.send(HostMsg::SnapshotEnd { generation })?;
+        let (rep, _) = self.recv_until(|e| match e {
+            AgentEvent::SnapshotDone { generation: g, unchanged, written, removed } if *g == generation => {
+                Some((*unchanged, *written, *removed))
+            }
+            _ => None,
+        })?;
+        Ok((r, rep))
+    }
+
+    /// Asks for every counter and waits for the complete answer.
+    pub fn stats(&mut self) -> Result<Vec<StatEntry>, LinkError> {
+        // Periodic stats already received are superseded by this pass.
+        self.events.retain(|e| !matches!(e, AgentEvent::Stats { .. }));
+        self.send(HostMsg::StatsRequest)?;
+        let mut all = Vec::new();
+        loop {
+            let (more, ev) = self.recv_until(|e| match e {
+                AgentEvent::Stats { more, .. } => Some(*more),
+                _ => None,
+            })?;
+            if let AgentEvent::Stats { entries, .. } = ev {
+                all.extend(entries);
+            }
+            if !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Round trip of a heartbeat.
+    pub fn heartbeat(&mut self) -> Result<AgentEvent, LinkError> {
+        self.send(HostMsg::Heartbeat { uptime_ms: 0 })?;
+        let (_, ev) = self.recv_until(|e| matches!(e, AgentEvent::Heartbeat { .. }).then_some(()))?;
+        Ok(ev)
+    }
+}
+
+/// Decodes one agent frame payload with its items.
+pub fn decode(payload: &[u8]) -> Option<AgentEvent> {
+    let mut r = FrameReader::new(payload);
+    let h: AgentHeader = r.header().ok()?;
+    Some(match h.msg {
+        AgentMsg::Hello(x) => AgentEvent::Hello(x),
+        AgentMsg::Error { code, text } => AgentEvent::Error { code, text: text.as_str().to_string() },
+        AgentMsg::Results { ack, ok, more } => {
+            let mut failures = Vec::new();
+            while let Some(f) = r.next_item::<Failure>() {
+                failures.push(f.ok()?);
+            }
+            AgentEvent::Results { ack, ok, more, failures }
+        }
+        AgentMsg::SnapshotDone { generation, unchanged, written, removed } => {
+            AgentEvent::SnapshotDone { generation, unchanged, written, removed }
+        }
+        AgentMsg::Stats { more } => {
+            let mut entries = Vec::new();
+            while let Some(e) = r.next_item::<StatEntry>() {
+                entries.push(e.ok()?);
+            }
+            AgentEvent::Stats { more, entries }
+        }
+        AgentMsg::Heartbeat { uptime_ms, rx_frames, rx_errors } => AgentEvent::Heartbeat { uptime_ms, rx_frames, rx_errors },
+        AgentMsg::ResyncNeeded { reason } => AgentEvent::ResyncNeeded { reason },
+    })
+}
