@@ -23,7 +23,11 @@ impl Index {
     /// An index for at most `capacity` entries.
     pub fn new(capacity: u32) -> Self {
         let n = (capacity as usize * 2).next_power_of_two().max(8);
-        Self { buckets: vec![0; n].into_boxed_slice(), mask: n - 1, len: 0 }
+        Self {
+            buckets: vec![0; n].into_boxed_slice(),
+            mask: n - 1,
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -93,7 +97,11 @@ impl Index {
             }
             let home = self.home((b >> 32) as u32);
             // Leave b where it is if its home lies cyclically in (gap, j].
-            let stays = if gap <= j { gap < home && home <= j } else { home > gap || home <= j };
+            let stays = if gap <= j {
+                gap < home && home <= j
+            } else {
+                home > gap || home <= j
+            };
             if !stays {
                 self.buckets[gap] = b;
                 gap = j;

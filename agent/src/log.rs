@@ -2,19 +2,50 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes one log line.
+/// Writes one log line: formatted into a fixed buffer (long lines are
+/// cut) and written with a single `write`, so lines never interleave and
+/// logging never allocates.
 pub fn line(level: &str, args: std::fmt::Arguments<'_>) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs();
     let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;
-    eprintln!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z {level} {args}",
+    let mut buf: heapless::String<LINE_MAX> = heapless::String::new();
+    let _ = write!(
+        buf,
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z {level} ",
         s / 3600,
         s / 60 % 60,
         s % 60,
         now.subsec_millis()
     );
+    let _ = Truncating(&mut buf).write_fmt(args);
+    if buf.push('\n').is_err() {
+        buf.pop();
+        let _ = buf.push('\n');
+    }
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
+const LINE_MAX: usize = 512;
+
+/// Keeps what fits of a formatted message.
+struct Truncating<'a>(&'a mut heapless::String<LINE_MAX>);
+
+impl std::fmt::Write for Truncating<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            if self.0.len() + c.len_utf8() >= LINE_MAX {
+                break;
+            }
+            let _ = self.0.push(c);
+        }
+        Ok(())
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant).

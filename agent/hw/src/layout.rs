@@ -309,7 +309,12 @@ impl AddrEntry {
         put32(b, 4, self.ifindex);
     }
     pub fn decode(b: &[u8]) -> Option<Self> {
-        Some(Self { ifindex: get32(b, 4), addr: get_ip(b, 1, 8)?, plen: b[2], scope: b[3] })
+        Some(Self {
+            ifindex: get32(b, 4),
+            addr: get_ip(b, 1, 8)?,
+            plen: b[2],
+            scope: b[3],
+        })
     }
 }
 
@@ -571,7 +576,12 @@ impl VlanEntry {
         put32(b, 4, self.ifindex);
     }
     pub fn decode(b: &[u8]) -> Self {
-        Self { ifindex: get32(b, 4), vid: get16(b, 2), pvid: b[1] & 1 != 0, untagged: b[1] & 2 != 0 }
+        Self {
+            ifindex: get32(b, 4),
+            vid: get16(b, 2),
+            pvid: b[1] & 1 != 0,
+            untagged: b[1] & 2 != 0,
+        }
     }
 }
 
@@ -722,7 +732,11 @@ impl FlowEntry {
             actions: (0..n)
                 .map(|i| {
                     let off = 136 + i * 8;
-                    FlowActionEntry { kind: b[off], vid: get16(b, off + 2), arg: get32(b, off + 4) }
+                    FlowActionEntry {
+                        kind: b[off],
+                        vid: get16(b, off + 2),
+                        arg: get32(b, off + 4),
+                    }
                 })
                 .collect(),
         }
@@ -739,15 +753,25 @@ mod tests {
 
     #[test]
     fn layout_is_aligned_and_disjoint() {
-        let l = Layout { board: "t".into(), capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31], ecmp_members: 16 };
+        let l = Layout {
+            board: "t".into(),
+            capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31],
+            ecmp_members: 16,
+        };
         let (descs, total) = l.tables();
         let mut spans: Vec<(usize, usize)> = vec![(0, HEADER_SIZE)];
         for d in &descs {
             assert_eq!(d.entries_off % 64, 0);
-            spans.push((d.entries_off, d.entries_off + d.entry_size * d.capacity as usize));
+            spans.push((
+                d.entries_off,
+                d.entries_off + d.entry_size * d.capacity as usize,
+            ));
             if d.counter_size > 0 {
                 assert_eq!(d.counters_off % 64, 0);
-                spans.push((d.counters_off, d.counters_off + d.counter_size * d.capacity as usize));
+                spans.push((
+                    d.counters_off,
+                    d.counters_off + d.counter_size * d.capacity as usize,
+                ));
             }
         }
         spans.sort();
@@ -790,7 +814,11 @@ mod tests {
         };
         r.encode(&mut b[..40]);
         assert_eq!(RouteEntry::decode(&b[..40]), Some(r));
-        let g = GroupEntry { id: 5, resilient: false, members: vec![(1, 1), (4, 200)] };
+        let g = GroupEntry {
+            id: 5,
+            resilient: false,
+            members: vec![(1, 1), (4, 200)],
+        };
         g.encode(&mut b[..GROUP_HDR + 4 * GROUP_MEMBER]);
         assert_eq!(GroupEntry::decode(&b[..GROUP_HDR + 4 * GROUP_MEMBER]), g);
         let f = FlowEntry {
@@ -798,9 +826,25 @@ mod tests {
             ifindex: 4,
             chain: 0,
             prio: 1,
-            key: FlowKey { eth_type: 0x800, ip_proto: 6, ip_family: 4, dst_port: 80, ..Default::default() },
-            mask: FlowKey { eth_type: 0xffff, ip_proto: 0xff, ip_family: 0xff, dst_port: 0xffff, ..Default::default() },
-            actions: vec![FlowActionEntry { kind: flow_action::DROP, vid: 0, arg: 0 }],
+            key: FlowKey {
+                eth_type: 0x800,
+                ip_proto: 6,
+                ip_family: 4,
+                dst_port: 80,
+                ..Default::default()
+            },
+            mask: FlowKey {
+                eth_type: 0xffff,
+                ip_proto: 0xff,
+                ip_family: 0xff,
+                dst_port: 0xffff,
+                ..Default::default()
+            },
+            actions: vec![FlowActionEntry {
+                kind: flow_action::DROP,
+                vid: 0,
+                arg: 0,
+            }],
         };
         f.encode(&mut b);
         assert_eq!(FlowEntry::decode(&b), f);

@@ -50,13 +50,25 @@ pub struct Packet {
 
 impl Packet {
     /// A UDP/TCP-style IP packet from `src` to `dst` arriving on `in_ifindex`.
-    pub fn ip(in_ifindex: u32, dst_mac: Mac, src: Ip, dst: Ip, proto: u8, sport: u16, dport: u16) -> Self {
+    pub fn ip(
+        in_ifindex: u32,
+        dst_mac: Mac,
+        src: Ip,
+        dst: Ip,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+    ) -> Self {
         Packet {
             in_ifindex,
             src_mac: Mac([0x02, 0, 0, 0, 0, 0xfe]),
             dst_mac,
             vlan: None,
-            eth_type: if src.family() == Family::V4 { 0x0800 } else { 0x86dd },
+            eth_type: if src.family() == Family::V4 {
+                0x0800
+            } else {
+                0x86dd
+            },
             src_ip: Some(src),
             dst_ip: Some(dst),
             ip_proto: proto,
@@ -153,7 +165,10 @@ pub enum Verdict {
         tunnel_dst: Option<Ip>,
     },
     /// Unknown unicast or broadcast in a bridge's VLAN.
-    Flood { bridge: u32, vid: u16 },
+    Flood {
+        bridge: u32,
+        vid: u16,
+    },
     Drop(DropReason),
     Trap(TrapReason),
 }
@@ -183,7 +198,13 @@ pub fn process(r: &Region, pkt: &Packet) -> Outcome {
     let mut p = Pipeline {
         r,
         now: monotonic_ms().max(1),
-        out: Outcome { verdict: Verdict::Drop(DropReason::NoRoute), route: None, nexthop: None, flows: vec![], mirrors: vec![] },
+        out: Outcome {
+            verdict: Verdict::Drop(DropReason::NoRoute),
+            route: None,
+            nexthop: None,
+            flows: vec![],
+            mirrors: vec![],
+        },
     };
     p.out.verdict = p.run(pkt.clone());
     if let Verdict::Forward { ifindex, .. } = p.out.verdict {
@@ -199,7 +220,8 @@ impl Pipeline<'_> {
     fn entries(&self, t: TableId) -> impl Iterator<Item = (u32, Vec<u8>)> + '_ {
         let d = *self.r.desc(t);
         let mut buf = vec![0u8; d.entry_size];
-        (0..d.capacity).filter_map(move |s| self.r.read_entry(t, s, &mut buf).then(|| (s, buf.clone())))
+        (0..d.capacity)
+            .filter_map(move |s| self.r.read_entry(t, s, &mut buf).then(|| (s, buf.clone())))
     }
 
     fn count(&self, t: TableId, slot: u32, i: usize, v: u64) {
@@ -233,7 +255,10 @@ impl Pipeline<'_> {
             return v;
         }
         if in_port.master != 0 {
-            if let Some((_, br)) = self.port(in_port.master).filter(|(_, p)| p.kind == port_kind::BRIDGE) {
+            if let Some((_, br)) = self
+                .port(in_port.master)
+                .filter(|(_, p)| p.kind == port_kind::BRIDGE)
+            {
                 return self.switch(&pkt, &br);
             }
         }
@@ -248,7 +273,9 @@ impl Pipeline<'_> {
             let best = self
                 .entries(TableId::Flow)
                 .map(|(s, b)| (s, FlowEntry::decode(&b)))
-                .filter(|(_, f)| f.chain == chain && (f.ifindex == 0 || f.ifindex == pkt.in_ifindex))
+                .filter(|(_, f)| {
+                    f.chain == chain && (f.ifindex == 0 || f.ifindex == pkt.in_ifindex)
+                })
                 .filter(|(_, f)| {
                     let (k, m) = (f.key.to_bytes(), f.mask.to_bytes());
                     (0..FLOW_KEY).all(|i| key[i] & m[i] == k[i] & m[i])
@@ -290,7 +317,10 @@ impl Pipeline<'_> {
     }
 
     fn vlan_of(&self, ifindex: u32) -> Vec<VlanEntry> {
-        self.entries(TableId::Vlan).map(|(_, b)| VlanEntry::decode(&b)).filter(|v| v.ifindex == ifindex).collect()
+        self.entries(TableId::Vlan)
+            .map(|(_, b)| VlanEntry::decode(&b))
+            .filter(|v| v.ifindex == ifindex)
+            .collect()
     }
 
     fn switch(&mut self, pkt: &Packet, br: &PortEntry) -> Verdict {
@@ -319,7 +349,10 @@ impl Pipeline<'_> {
             .map(|(_, b)| FdbEntry::decode(&b))
             .find(|f| f.master == br.ifindex && f.mac == pkt.dst_mac && f.vid == vid);
         let Some(fdb) = fdb else {
-            return Verdict::Flood { bridge: br.ifindex, vid };
+            return Verdict::Flood {
+                bridge: br.ifindex,
+                vid,
+            };
         };
         if fdb.ifindex == pkt.in_ifindex {
             return Verdict::Drop(DropReason::Hairpin);
@@ -352,11 +385,19 @@ impl Pipeline<'_> {
         if local {
             return Verdict::Trap(TrapReason::Local);
         }
-        let t = if dst.family() == Family::V4 { TableId::Route4 } else { TableId::Route6 };
+        let t = if dst.family() == Family::V4 {
+            TableId::Route4
+        } else {
+            TableId::Route6
+        };
         let lpm = |table: u32| {
             self.entries(t)
                 .filter_map(|(s, b)| RouteEntry::decode(&b).map(|r| (s, r)))
-                .filter(|(_, r)| r.table == table && r.dst.family() == dst.family() && dst.masked(r.plen) == r.dst)
+                .filter(|(_, r)| {
+                    r.table == table
+                        && r.dst.family() == dst.family()
+                        && dst.masked(r.plen) == r.dst
+                })
                 .min_by_key(|(s, r)| (u8::MAX - r.plen, r.metric, *s))
         };
         let Some((slot, route)) = lpm(255).or_else(|| lpm(pkt.table)) else {
@@ -393,8 +434,17 @@ impl Pipeline<'_> {
         let Some(mac) = neigh.and_then(|n| n.mac) else {
             return Verdict::Trap(TrapReason::NeighbourMiss);
         };
-        let src_mac = self.port(nh.ifindex).and_then(|(_, p)| p.mac).unwrap_or_default();
-        Verdict::Forward { ifindex: nh.ifindex, dst_mac: mac, src_mac, vlan: None, tunnel_dst: None }
+        let src_mac = self
+            .port(nh.ifindex)
+            .and_then(|(_, p)| p.mac)
+            .unwrap_or_default();
+        Verdict::Forward {
+            ifindex: nh.ifindex,
+            dst_mac: mac,
+            src_mac,
+            vlan: None,
+            tunnel_dst: None,
+        }
     }
 
     /// ECMP: the member whose cumulative weight range holds the hash.

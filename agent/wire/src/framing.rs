@@ -56,7 +56,11 @@ pub struct FrameBuilder<B> {
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
     pub fn new(buf: B) -> Self {
-        Self { buf, len: 0, items: 0 }
+        Self {
+            buf,
+            len: 0,
+            items: 0,
+        }
     }
 
     fn limit(&mut self) -> usize {
@@ -82,7 +86,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
         let limit = self.limit();
         let start = self.len;
         let room = &mut self.buf.as_mut()[start..limit];
-        let used = postcard::to_slice(v, room).map_err(|_| FrameError::Full)?.len();
+        let used = postcard::to_slice(v, room)
+            .map_err(|_| FrameError::Full)?
+            .len();
         self.len += used;
         Ok(())
     }
@@ -158,7 +164,12 @@ impl<B: AsMut<[u8]>> Deframer<B> {
     /// `buf` bounds the encoded frame: use [`max_encoded_len`] of the
     /// maximum payload.
     pub fn new(buf: B) -> Self {
-        Self { buf, len: 0, discarding: false, stats: DeframeStats::default() }
+        Self {
+            buf,
+            len: 0,
+            discarding: false,
+            stats: DeframeStats::default(),
+        }
     }
 
     /// Forgets a partial frame, as after a reconnect.

@@ -82,13 +82,19 @@ pub struct AgentHello {
 pub enum HostMsg {
     Hello(HostHello),
     /// A full resync starts: every object follows in batches.
-    SnapshotBegin { generation: u32 },
+    SnapshotBegin {
+        generation: u32,
+    },
     /// The resync is complete: objects not mentioned since the matching
     /// begin are removed.
-    SnapshotEnd { generation: u32 },
+    SnapshotEnd {
+        generation: u32,
+    },
     /// Items: [`Op`]s, applied in order.
     Batch,
-    Heartbeat { uptime_ms: u64 },
+    Heartbeat {
+        uptime_ms: u64,
+    },
     /// Ask for a stats frame now.
     StatsRequest,
 }
@@ -178,20 +184,40 @@ pub struct StatEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello(AgentHello),
-    Error { code: ErrorCode, text: heapless::String<96> },
+    Error {
+        code: ErrorCode,
+        text: heapless::String<96>,
+    },
     /// Results of the batch with sequence number `ack`: `ok` updates
     /// applied; items: one [`Failure`] per refused update. A batch whose
     /// failures do not fit one frame is answered by several frames with the
     /// same `ack`, `more` set on all but the last.
-    Results { ack: u32, ok: u16, more: bool },
+    Results {
+        ack: u32,
+        ok: u16,
+        more: bool,
+    },
     /// Answer to snapshot end: what the resync did to the hardware.
-    SnapshotDone { generation: u32, unchanged: u32, written: u32, removed: u32 },
+    SnapshotDone {
+        generation: u32,
+        unchanged: u32,
+        written: u32,
+        removed: u32,
+    },
     /// Items: [`StatEntry`] for objects whose counters moved since the last
     /// stats frame (or all, on request). `more` as for results.
-    Stats { more: bool },
-    Heartbeat { uptime_ms: u64, rx_frames: u64, rx_errors: u64 },
+    Stats {
+        more: bool,
+    },
+    Heartbeat {
+        uptime_ms: u64,
+        rx_frames: u64,
+        rx_errors: u64,
+    },
     /// The agent lost a frame and asks for a snapshot.
-    ResyncNeeded { reason: ResyncReason },
+    ResyncNeeded {
+        reason: ResyncReason,
+    },
 }
 
 /// Header of a frame from the agent.

@@ -103,7 +103,10 @@ impl Object {
                 if o.members.is_empty() {
                     return Err("nexthop group without members");
                 }
-                if o.members.iter().any(|m| m.id == 0 || m.id == o.id || m.weight == 0) {
+                if o.members
+                    .iter()
+                    .any(|m| m.id == 0 || m.id == o.id || m.weight == 0)
+                {
                     return Err("nexthop group member id 0, self or weight 0");
                 }
                 Ok(())
@@ -225,7 +228,10 @@ pub struct AddressKey {
 
 impl Address {
     pub fn key(&self) -> AddressKey {
-        AddressKey { ifindex: self.ifindex, prefix: self.prefix }
+        AddressKey {
+            ifindex: self.ifindex,
+            prefix: self.prefix,
+        }
     }
 }
 
@@ -294,12 +300,16 @@ impl Route {
                 Err("unicast route with an empty path list")
             }
             (RouteType::Unicast, RouteNexthops::Paths(p))
-                if p.iter().any(|p| p.ifindex == 0 || p.weight == 0 || p.weight > 256) =>
+                if p.iter()
+                    .any(|p| p.ifindex == 0 || p.weight == 0 || p.weight > 256) =>
             {
                 Err("route path without device or with weight outside 1..=256")
             }
             (RouteType::Unicast, RouteNexthops::Paths(p))
-                if p.iter().any(|p| p.gateway.is_some_and(|g| g.family() != fam && fam == Family::V6)) =>
+                if p.iter().any(|p| {
+                    p.gateway
+                        .is_some_and(|g| g.family() != fam && fam == Family::V6)
+                }) =>
             {
                 Err("IPv6 route with an IPv4 gateway")
             }
@@ -366,7 +376,10 @@ pub struct NeighbourKey {
 
 impl Neighbour {
     pub fn key(&self) -> NeighbourKey {
-        NeighbourKey { ifindex: self.ifindex, ip: self.ip }
+        NeighbourKey {
+            ifindex: self.ifindex,
+            ip: self.ip,
+        }
     }
 
     /// True if the entry can be used to rewrite a packet (`NUD_VALID`).
@@ -406,7 +419,11 @@ pub struct FdbKey {
 
 impl FdbEntry {
     pub fn key(&self) -> FdbKey {
-        FdbKey { ifindex: self.ifindex, mac: self.mac, vid: self.vid }
+        FdbKey {
+            ifindex: self.ifindex,
+            mac: self.mac,
+            vid: self.vid,
+        }
     }
 }
 
@@ -442,7 +459,11 @@ impl VlanKey {
 
 impl VlanRange {
     pub fn key(&self) -> VlanKey {
-        VlanKey { ifindex: self.ifindex, vid_start: self.vid_start, vid_end: self.vid_end }
+        VlanKey {
+            ifindex: self.ifindex,
+            vid_start: self.vid_start,
+            vid_end: self.vid_end,
+        }
     }
 }
 
@@ -480,7 +501,10 @@ pub enum FlowAction {
     Redirect(u32),
     /// Copy to the egress of another device and go on.
     Mirror(u32),
-    VlanPush { vid: u16, tpid: u16 },
+    VlanPush {
+        vid: u16,
+        tpid: u16,
+    },
     VlanPop,
     /// Continue the lookup in another chain.
     Goto(u32),
