@@ -57,73 +57,43 @@ struct Capacity {
 fn main() {
     println!("cargo:rerun-if-env-changed=DPU_BOARD");
     println!("cargo:rerun-if-env-changed=DPU_BOARD_FILE");
-    let manifest =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let path = match std::env::var("DPU_BOARD_FILE") {
         Ok(p) => PathBuf::from(p),
         Err(_) => {
             let name = std::env::var("DPU_BOARD").unwrap_or_else(|_| "qemu-virt".into());
-            manifest
-                .join("../board-configs")
-                .join(format!("{name}.toml"))
+            manifest.join("../board-configs").join(format!("{name}.toml"))
         }
     };
     println!("cargo:rerun-if-changed={}", path.display());
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("board config {}: {e}", path.display()));
-    let b: Board =
-        toml::from_str(&text).unwrap_or_else(|e| panic!("board config {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("board config {}: {e}", path.display()));
+    let b: Board = toml::from_str(&text).unwrap_or_else(|e| panic!("board config {}: {e}", path.display()));
     let c = &b.capacity;
     if b.board.driver != "qemu-virt" {
-        panic!(
-            "board {}: unknown hardware driver {:?} (known: qemu-virt)",
-            b.board.name, b.board.driver
-        );
+        panic!("board {}: unknown hardware driver {:?} (known: qemu-virt)", b.board.name, b.board.driver);
     }
     if !(1..=32).contains(&c.ecmp_members) {
-        panic!(
-            "board {}: ecmp_members must be 1..=32 (the wire's group bound)",
-            b.board.name
-        );
+        panic!("board {}: ecmp_members must be 1..=32 (the wire's group bound)", b.board.name);
     }
     if b.board.name.len() > 31 {
         panic!("board name longer than 31 bytes");
     }
-    for (what, v) in [
-        ("links", c.links),
-        ("nexthops", c.nexthops),
-        ("neighbours", c.neighbours),
-    ] {
+    for (what, v) in [("links", c.links), ("nexthops", c.nexthops), ("neighbours", c.neighbours)] {
         if v == 0 {
             panic!("board {}: capacity.{what} must be at least 1", b.board.name);
         }
     }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "/// Board name from its config.\npub const NAME: &str = {:?};",
-        b.board.name
-    );
-    let _ = writeln!(
-        out,
-        "/// Board description.\npub const DESCRIPTION: &str = {:?};",
-        b.board.description
-    );
-    let _ = writeln!(
-        out,
-        "/// Hardware driver.\npub const DRIVER: &str = {:?};",
-        b.board.driver
-    );
+    let _ = writeln!(out, "/// Board name from its config.\npub const NAME: &str = {:?};", b.board.name);
+    let _ = writeln!(out, "/// Board description.\npub const DESCRIPTION: &str = {:?};", b.board.description);
+    let _ = writeln!(out, "/// Hardware driver.\npub const DRIVER: &str = {:?};", b.board.driver);
     let _ = writeln!(
         out,
         "/// Default stats period (ms).\npub const STATS_INTERVAL_MS: u32 = {};",
         b.board.stats_interval_ms
     );
-    let ports: Vec<String> = b
-        .port
-        .iter()
-        .map(|p| format!("({:?}, {})", p.name, p.speed_mbps))
-        .collect();
+    let ports: Vec<String> = b.port.iter().map(|p| format!("({:?}, {})", p.name, p.speed_mbps)).collect();
     let _ = writeln!(
         out,
         "/// Front-panel ports: (name, speed in Mb/s).\npub const PORTS: &[(&str, u32)] = &[{}];",
@@ -144,7 +114,6 @@ fn main() {
     ] {
         let _ = writeln!(out, "pub const {n}: u32 = {v};");
     }
-    let dest =
-        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("board.rs");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("board.rs");
     std::fs::write(&dest, out).expect("write board.rs");
 }

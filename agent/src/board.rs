@@ -18,11 +18,7 @@ pub fn layout() -> Layout {
     capacity[TableId::Fdb as usize] = FDB;
     capacity[TableId::Vlan as usize] = VLANS;
     capacity[TableId::Flow as usize] = FLOWS;
-    Layout {
-        board: NAME.into(),
-        capacity,
-        ecmp_members: ECMP_MEMBERS,
-    }
+    Layout { board: NAME.into(), capacity, ecmp_members: ECMP_MEMBERS }
 }
 
 /// What the board can offload, for the hello.

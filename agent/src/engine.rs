@@ -83,11 +83,7 @@ fn route_type_code(t: RouteType) -> u8 {
 
 /// Decodes a route entry's key back into the wire's.
 pub fn route_key_of(e: &RouteEntry) -> RouteKey {
-    RouteKey {
-        table: e.table,
-        dst: Prefix::new(e.dst, e.plen),
-        metric: e.metric,
-    }
+    RouteKey { table: e.table, dst: Prefix::new(e.dst, e.plen), metric: e.metric }
 }
 
 fn flow_entry(f: &FlowRule, b: &mut [u8]) {
@@ -113,10 +109,9 @@ fn flow_entry(f: &FlowRule, b: &mut [u8]) {
         k.ip_proto = v;
         mk.ip_proto = 0xff;
     }
-    for (ip, kv, mv) in [
-        (&m.src_ip, &mut k.src_ip, &mut mk.src_ip),
-        (&m.dst_ip, &mut k.dst_ip, &mut mk.dst_ip),
-    ] {
+    for (ip, kv, mv) in
+        [(&m.src_ip, &mut k.src_ip, &mut mk.src_ip), (&m.dst_ip, &mut k.dst_ip, &mut mk.dst_ip)]
+    {
         if let Some(v) = ip {
             *kv = v.value.to_bytes16();
             *mv = v.mask.to_bytes16();
@@ -136,50 +131,18 @@ fn flow_entry(f: &FlowRule, b: &mut [u8]) {
     let n = f.actions.len().min(FLOW_MAX_ACTIONS);
     for (a, out) in f.actions.iter().zip(acts.iter_mut()) {
         *out = match *a {
-            FlowAction::Drop => FlowActionEntry {
-                kind: flow_action::DROP,
-                vid: 0,
-                arg: 0,
-            },
-            FlowAction::Pass => FlowActionEntry {
-                kind: flow_action::PASS,
-                vid: 0,
-                arg: 0,
-            },
-            FlowAction::Redirect(i) => FlowActionEntry {
-                kind: flow_action::REDIRECT,
-                vid: 0,
-                arg: i,
-            },
-            FlowAction::Mirror(i) => FlowActionEntry {
-                kind: flow_action::MIRROR,
-                vid: 0,
-                arg: i,
-            },
-            FlowAction::VlanPush { vid, tpid } => FlowActionEntry {
-                kind: flow_action::VLAN_PUSH,
-                vid,
-                arg: tpid as u32,
-            },
-            FlowAction::VlanPop => FlowActionEntry {
-                kind: flow_action::VLAN_POP,
-                vid: 0,
-                arg: 0,
-            },
-            FlowAction::Goto(c) => FlowActionEntry {
-                kind: flow_action::GOTO,
-                vid: 0,
-                arg: c,
-            },
+            FlowAction::Drop => FlowActionEntry { kind: flow_action::DROP, vid: 0, arg: 0 },
+            FlowAction::Pass => FlowActionEntry { kind: flow_action::PASS, vid: 0, arg: 0 },
+            FlowAction::Redirect(i) => FlowActionEntry { kind: flow_action::REDIRECT, vid: 0, arg: i },
+            FlowAction::Mirror(i) => FlowActionEntry { kind: flow_action::MIRROR, vid: 0, arg: i },
+            FlowAction::VlanPush { vid, tpid } => {
+                FlowActionEntry { kind: flow_action::VLAN_PUSH, vid, arg: tpid as u32 }
+            }
+            FlowAction::VlanPop => FlowActionEntry { kind: flow_action::VLAN_POP, vid: 0, arg: 0 },
+            FlowAction::Goto(c) => FlowActionEntry { kind: flow_action::GOTO, vid: 0, arg: c },
         };
     }
-    FlowEntry::encode_parts(
-        (f.cookie, f.ifindex, f.chain, f.prio),
-        &k,
-        &mk,
-        &acts[..n],
-        b,
-    );
+    FlowEntry::encode_parts((f.cookie, f.ifindex, f.chain, f.prio), &k, &mk, &acts[..n], b);
 }
 
 /// A route's resolved action: what to write and which reference it holds.
@@ -244,9 +207,7 @@ impl<H: Hal> Engine<H> {
             let cap = self.t[id as usize].cap;
             for slot in 0..cap {
                 if self.hal.read_entry(id, slot, &mut buf[..size]) {
-                    self.t[id as usize]
-                        .index_for_mut(&buf[..size])
-                        .insert(&buf[..size], slot);
+                    self.t[id as usize].index_for_mut(&buf[..size]).insert(&buf[..size], slot);
                     if id.has_counters() {
                         self.t[id as usize].reported[slot as usize] = self.stat_value(id, slot);
                     }
@@ -254,9 +215,7 @@ impl<H: Hal> Engine<H> {
             }
             let hal = &self.hal;
             let mut probe = [0u8; MAX_ENTRY];
-            self.t[id as usize]
-                .slots
-                .rebuild(|s| hal.read_entry(id, s, &mut probe[..size]));
+            self.t[id as usize].slots.rebuild(|s| hal.read_entry(id, s, &mut probe[..size]));
         }
         // Reference counts: routes hold nexthops and groups, groups hold
         // their members.
@@ -265,10 +224,7 @@ impl<H: Hal> Engine<H> {
             for slot in 0..self.t[id as usize].cap {
                 if self.hal.read_entry(id, slot, &mut buf[..size]) {
                     if let Some(r) = RouteEntry::decode(&buf[..size]) {
-                        self.hold(Action {
-                            code: r.action,
-                            index: r.action_index,
-                        });
+                        self.hold(Action { code: r.action, index: r.action_index });
                     }
                 }
             }
@@ -300,9 +256,7 @@ impl<H: Hal> Engine<H> {
     // ------------------------------------------------------- primitives --
 
     fn find(&self, t: TableId, entry: &[u8]) -> Option<u32> {
-        self.t[t as usize]
-            .index_for(entry)
-            .find(&self.hal, t, entry)
+        self.t[t as usize].index_for(entry).find(&self.hal, t, entry)
     }
 
     fn mark(&mut self, t: TableId, slot: u32) {
@@ -420,8 +374,7 @@ impl<H: Hal> Engine<H> {
                     ifindex: l.ifindex,
                     kind: link_kind(l.kind),
                     admin_up: l.admin_up,
-                    oper_up: l.oper == OperState::Up
-                        || (l.oper == OperState::Unknown && l.admin_up),
+                    oper_up: l.oper == OperState::Up || (l.oper == OperState::Unknown && l.admin_up),
                     mtu: l.mtu,
                     master: l.master,
                     parent: l.parent,
@@ -435,13 +388,8 @@ impl<H: Hal> Engine<H> {
             }
             Object::Address(a) => {
                 let n = self.size(TableId::Addr);
-                AddrEntry {
-                    ifindex: a.ifindex,
-                    addr: a.prefix.addr,
-                    plen: a.prefix.len,
-                    scope: a.scope,
-                }
-                .encode(&mut b[..n]);
+                AddrEntry { ifindex: a.ifindex, addr: a.prefix.addr, plen: a.prefix.len, scope: a.scope }
+                    .encode(&mut b[..n]);
                 self.upsert_entry(TableId::Addr, &b[..n])
             }
             Object::Neighbour(nb) => {
@@ -487,34 +435,19 @@ impl<H: Hal> Engine<H> {
         match *k {
             Key::Link(ifindex) => {
                 let n = self.size(TableId::Port);
-                PortEntry {
-                    ifindex,
-                    ..Default::default()
-                }
-                .encode(&mut b[..n]);
+                PortEntry { ifindex, ..Default::default() }.encode(&mut b[..n]);
                 self.delete_entry(TableId::Port, &b[..n])
             }
             Key::Address(a) => {
                 let n = self.size(TableId::Addr);
-                AddrEntry {
-                    ifindex: a.ifindex,
-                    addr: a.prefix.addr,
-                    plen: a.prefix.len,
-                    scope: 0,
-                }
-                .encode(&mut b[..n]);
+                AddrEntry { ifindex: a.ifindex, addr: a.prefix.addr, plen: a.prefix.len, scope: 0 }
+                    .encode(&mut b[..n]);
                 self.delete_entry(TableId::Addr, &b[..n])
             }
             Key::Neighbour(nk) => {
                 let n = self.size(TableId::Neigh);
-                NeighEntry {
-                    ifindex: nk.ifindex,
-                    ip: nk.ip,
-                    mac: None,
-                    state: 0,
-                    router: false,
-                }
-                .encode(&mut b[..n]);
+                NeighEntry { ifindex: nk.ifindex, ip: nk.ip, mac: None, state: 0, router: false }
+                    .encode(&mut b[..n]);
                 self.delete_entry(TableId::Neigh, &b[..n])
             }
             Key::Fdb(f) => {
@@ -545,13 +478,7 @@ impl<H: Hal> Engine<H> {
             Key::Vlan(v) => {
                 let n = self.size(TableId::Vlan);
                 for vid in v.vid_start..=v.vid_end {
-                    VlanEntry {
-                        ifindex: v.ifindex,
-                        vid,
-                        pvid: false,
-                        untagged: false,
-                    }
-                    .encode(&mut b[..n]);
+                    VlanEntry { ifindex: v.ifindex, vid, pvid: false, untagged: false }.encode(&mut b[..n]);
                     self.delete_entry(TableId::Vlan, &b[..n]);
                 }
                 Status::Ok
@@ -572,13 +499,7 @@ impl<H: Hal> Engine<H> {
         }
         let mut b = [0u8; 16];
         let entry = |vid: u16, b: &mut [u8]| {
-            VlanEntry {
-                ifindex: v.ifindex,
-                vid,
-                pvid: v.pvid,
-                untagged: v.untagged,
-            }
-            .encode(&mut b[..n])
+            VlanEntry { ifindex: v.ifindex, vid, pvid: v.pvid, untagged: v.untagged }.encode(&mut b[..n])
         };
         // All or nothing: count the VIDs that need a new slot first.
         let mut missing = 0u32;
@@ -653,11 +574,7 @@ impl<H: Hal> Engine<H> {
         }
         let n = self.size(t);
         let mut b = [0u8; MAX_ENTRY];
-        let members = g
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (slots[i], m.weight));
+        let members = g.members.iter().enumerate().map(|(i, m)| (slots[i], m.weight));
         GroupEntry::encode_members(g.id, g.resilient_buckets.is_some(), members, &mut b[..n]);
         let old = self.find(t, &b[..n]);
         let mut cur = [0u8; MAX_ENTRY];
@@ -776,15 +693,9 @@ impl<H: Hal> Engine<H> {
             (RouteType::Local, _) => a(route_action::TRAP, 0),
             (RouteType::Unicast, RouteNexthops::Object(id)) => {
                 let act = if let Some(s) = self.object_slot(TableId::Nexthop, *id) {
-                    Action {
-                        code: route_action::NEXTHOP,
-                        index: s,
-                    }
+                    Action { code: route_action::NEXTHOP, index: s }
                 } else if let Some(s) = self.object_slot(TableId::Group, *id) {
-                    Action {
-                        code: route_action::GROUP,
-                        index: s,
-                    }
+                    Action { code: route_action::GROUP, index: s }
                 } else {
                     return Err(Status::NotFound);
                 };
@@ -796,9 +707,7 @@ impl<H: Hal> Engine<H> {
                 a(route_action::NEXTHOP, s)
             }
             (RouteType::Unicast, RouteNexthops::Paths(paths)) => {
-                if paths.len() > board::ECMP_MEMBERS as usize
-                    || self.t[TableId::Group as usize].cap == 0
-                {
+                if paths.len() > board::ECMP_MEMBERS as usize || self.t[TableId::Group as usize].cap == 0 {
                     return Err(Status::Unsupported);
                 }
                 let mut slots = [0u32; MAX_PATHS];
@@ -875,10 +784,7 @@ impl<H: Hal> Engine<H> {
                 // The old action's reference goes after the new one is held,
                 // so a shared nexthop is never freed and recreated.
                 if let Some(old) = RouteEntry::decode(&cur[..n]) {
-                    self.release_action(Action {
-                        code: old.action,
-                        index: old.action_index,
-                    });
+                    self.release_action(Action { code: old.action, index: old.action_index });
                 }
                 slot
             }
@@ -930,10 +836,7 @@ impl<H: Hal> Engine<H> {
         }
         self.remove(t, slot, &cur[..n]);
         if let Some(old) = RouteEntry::decode(&cur[..n]) {
-            self.release_action(Action {
-                code: old.action,
-                index: old.action_index,
-            });
+            self.release_action(Action { code: old.action, index: old.action_index });
         }
     }
 
@@ -974,8 +877,7 @@ impl<H: Hal> Engine<H> {
         for t in ORDER {
             let n = self.size(t);
             for slot in 0..self.t[t as usize].cap {
-                if self.t[t as usize].seen.get(slot) || !self.hal.read_entry(t, slot, &mut cur[..n])
-                {
+                if self.t[t as usize].seen.get(slot) || !self.hal.read_entry(t, slot, &mut cur[..n]) {
                     continue;
                 }
                 match t {
@@ -983,8 +885,7 @@ impl<H: Hal> Engine<H> {
                     TableId::Group | TableId::Nexthop => {
                         // Agent-owned entries follow their routes; objects
                         // go unless something the snapshot kept holds them.
-                        if cur[4..8] != [0, 0, 0, 0] && self.t[t as usize].refs[slot as usize] == 0
-                        {
+                        if cur[4..8] != [0, 0, 0, 0] && self.t[t as usize].refs[slot as usize] == 0 {
                             self.drop_object(t, slot);
                         }
                     }
@@ -1011,19 +912,9 @@ impl<H: Hal> Engine<H> {
     /// since they were last reported (or of every counted object, with
     /// `all`), visiting at most `budget` slots from where the previous call
     /// stopped. Returns true once the pass over all tables is complete.
-    pub fn collect_stats(
-        &mut self,
-        all: bool,
-        budget: u32,
-        mut emit: impl FnMut(StatEntry),
-    ) -> bool {
-        const COUNTED: [TableId; 5] = [
-            TableId::Port,
-            TableId::Route4,
-            TableId::Route6,
-            TableId::Nexthop,
-            TableId::Flow,
-        ];
+    pub fn collect_stats(&mut self, all: bool, budget: u32, mut emit: impl FnMut(StatEntry)) -> bool {
+        const COUNTED: [TableId; 5] =
+            [TableId::Port, TableId::Route4, TableId::Route6, TableId::Nexthop, TableId::Flow];
         let now = monotonic_ms();
         let mut cur = [0u8; MAX_ENTRY];
         let mut left = budget;
@@ -1063,20 +954,9 @@ impl<H: Hal> Engine<H> {
                 } else if c[2] == 0 {
                     (0, 0, u32::MAX)
                 } else {
-                    (
-                        0,
-                        0,
-                        now.saturating_sub(c[2]).min(u32::MAX as u64 - 1) as u32,
-                    )
+                    (0, 0, now.saturating_sub(c[2]).min(u32::MAX as u64 - 1) as u32)
                 };
-                emit(StatEntry {
-                    key,
-                    packets: c[0],
-                    bytes: c[1],
-                    idle_ms,
-                    tx_packets,
-                    tx_bytes,
-                });
+                emit(StatEntry { key, packets: c[0], bytes: c[1], idle_ms, tx_packets, tx_bytes });
             }
             self.stats_cursor = (self.stats_cursor.0 + 1, 0);
         }

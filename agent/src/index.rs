@@ -23,11 +23,7 @@ impl Index {
     /// An index for at most `capacity` entries.
     pub fn new(capacity: u32) -> Self {
         let n = (capacity as usize * 2).next_power_of_two().max(8);
-        Self {
-            buckets: vec![0; n].into_boxed_slice(),
-            mask: n - 1,
-            len: 0,
-        }
+        Self { buckets: vec![0; n].into_boxed_slice(), mask: n - 1, len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -97,11 +93,7 @@ impl Index {
             }
             let home = self.home((b >> 32) as u32);
             // Leave b where it is if its home lies cyclically in (gap, j].
-            let stays = if gap <= j {
-                gap < home && home <= j
-            } else {
-                home > gap || home <= j
-            };
+            let stays = if gap <= j { gap < home && home <= j } else { home > gap || home <= j };
             if !stays {
                 self.buckets[gap] = b;
                 gap = j;
@@ -154,9 +146,9 @@ mod tests {
                 let found = idx.find(hash, |s| s == key);
                 prop_assert_eq!(found.is_some(), model.get(&key) == Some(&hash));
                 if insert {
-                    if !model.contains_key(&key) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = model.entry(key) {
                         idx.insert(hash, key);
-                        model.insert(key, hash);
+                        e.insert(hash);
                     }
                 } else if let Some(hh) = model.remove(&key) {
                     prop_assert!(idx.remove(hh, key));

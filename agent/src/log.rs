@@ -8,9 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn line(level: &str, args: std::fmt::Arguments<'_>) {
     use std::fmt::Write as _;
     use std::io::Write as _;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
     let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
     let s = secs % 86_400;

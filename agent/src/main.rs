@@ -66,14 +66,11 @@ fn parse() -> Result<Parsed, String> {
             "--hw" => o.hw = value("--hw")?.into(),
             "--cold" => o.cold = true,
             "--stats-interval" => {
-                o.stats_interval_ms = value("--stats-interval")?
-                    .parse()
-                    .map_err(|_| "--stats-interval: not a number")?
+                o.stats_interval_ms =
+                    value("--stats-interval")?.parse().map_err(|_| "--stats-interval: not a number")?
             }
             "--tick" => {
-                o.tick_ms = value("--tick")?
-                    .parse()
-                    .map_err(|_| "--tick: not a number")?;
+                o.tick_ms = value("--tick")?.parse().map_err(|_| "--tick: not a number")?;
                 if o.tick_ms == 0 {
                     return Err("--tick must be at least 1".into());
                 }
@@ -112,12 +109,7 @@ fn print_board() {
         println!("port {name} {speed} Mb/s");
     }
     for d in descs {
-        println!(
-            "table {:<8} {:>9} entries x {:>3} bytes",
-            d.id.name(),
-            d.capacity,
-            d.entry_size
-        );
+        println!("table {:<8} {:>9} entries x {:>3} bytes", d.id.name(), d.capacity, d.entry_size);
     }
     println!("ecmp members {}", board::ECMP_MEMBERS);
 }
@@ -158,14 +150,7 @@ fn main() -> ExitCode {
             .filter(|&&t| engine.used(t) > 0)
             .map(|&t| format!("{} {}", t.name(), engine.used(t)))
             .collect();
-        info!(
-            "kept hardware entries: {}",
-            if used.is_empty() {
-                "none".into()
-            } else {
-                used.join(", ")
-            }
-        );
+        info!("kept hardware entries: {}", if used.is_empty() { "none".into() } else { used.join(", ") });
     }
     let mut agent = Agent::new(engine, o.stats_interval_ms);
     if let Err(e) = serve(&mut agent, &o.listen, Duration::from_millis(o.tick_ms)) {

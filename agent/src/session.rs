@@ -170,10 +170,7 @@ impl<H: Hal> Agent<H> {
     fn on_frame_error(&mut self, e: FrameError, out: &mut dyn FnMut(&[u8])) {
         self.counters.frame_errors += 1;
         if self.counters.frame_errors.is_power_of_two() {
-            warn!(
-                "dropped a frame: {e} ({} dropped so far)",
-                self.counters.frame_errors
-            );
+            warn!("dropped a frame: {e} ({} dropped so far)", self.counters.frame_errors);
         }
         self.request_resync(ResyncReason::SequenceGap, out);
     }
@@ -193,18 +190,11 @@ impl<H: Hal> Agent<H> {
             return self.on_hello(h, out);
         }
         if !self.hello {
-            self.error(
-                ErrorCode::NoHello,
-                format_args!("expected hello first"),
-                out,
-            );
+            self.error(ErrorCode::NoHello, format_args!("expected hello first"), out);
             return Control::Continue;
         }
         if header.seq != self.expect_seq {
-            warn!(
-                "sequence gap: expected {}, got {}",
-                self.expect_seq, header.seq
-            );
+            warn!("sequence gap: expected {}, got {}", self.expect_seq, header.seq);
             self.request_resync(ResyncReason::SequenceGap, out);
         }
         self.expect_seq = header.seq.wrapping_add(1);
@@ -225,21 +215,9 @@ impl<H: Hal> Agent<H> {
                     );
                 } else {
                     self.snapshot = None;
-                    let SweepReport {
-                        unchanged,
-                        written,
-                        removed,
-                    } = self.engine.end_snapshot();
+                    let SweepReport { unchanged, written, removed } = self.engine.end_snapshot();
                     info!("snapshot {generation} done: {unchanged} unchanged, {written} written, {removed} removed");
-                    self.tx.message(
-                        AgentMsg::SnapshotDone {
-                            generation,
-                            unchanged,
-                            written,
-                            removed,
-                        },
-                        out,
-                    );
+                    self.tx.message(AgentMsg::SnapshotDone { generation, unchanged, written, removed }, out);
                 }
             }
             HostMsg::Batch => self.on_batch(header.seq, &mut r, out),
@@ -256,12 +234,7 @@ impl<H: Hal> Agent<H> {
         Control::Continue
     }
 
-    fn error(
-        &mut self,
-        code: ErrorCode,
-        text: std::fmt::Arguments<'_>,
-        out: &mut dyn FnMut(&[u8]),
-    ) {
+    fn error(&mut self, code: ErrorCode, text: std::fmt::Arguments<'_>, out: &mut dyn FnMut(&[u8])) {
         let mut s: heapless::String<96> = heapless::String::new();
         let _ = core::fmt::write(&mut s, text);
         warn!("error to host: {code:?}: {s}");
@@ -288,12 +261,7 @@ impl<H: Hal> Agent<H> {
             );
             return Control::Close;
         }
-        info!(
-            "host {:?} protocol {}.{} connected",
-            h.name.as_str(),
-            h.version.major,
-            h.version.minor
-        );
+        info!("host {:?} protocol {}.{} connected", h.name.as_str(), h.version.major, h.version.minor);
         let mut name: heapless::String<32> = heapless::String::new();
         let _ = name.push_str(board::NAME);
         let hello = AgentHello {
@@ -347,24 +315,15 @@ impl<H: Hal> Agent<H> {
         let mut next = 0;
         loop {
             // First pass: how many fit, assuming more follow.
-            self.tx.start(AgentMsg::Results {
-                ack,
-                ok,
-                more: true,
-            });
+            self.tx.start(AgentMsg::Results { ack, ok, more: true });
             let mut fit = 0;
-            while next + fit < self.failures.len()
-                && self.tx.builder.push(&self.failures[next + fit]).is_ok()
+            while next + fit < self.failures.len() && self.tx.builder.push(&self.failures[next + fit]).is_ok()
             {
                 fit += 1;
             }
             let last = next + fit >= self.failures.len();
             if last {
-                self.tx.start(AgentMsg::Results {
-                    ack,
-                    ok,
-                    more: false,
-                });
+                self.tx.start(AgentMsg::Results { ack, ok, more: false });
                 for f in &self.failures[next..next + fit] {
                     let _ = self.tx.builder.push(f);
                 }
@@ -383,10 +342,7 @@ impl<H: Hal> Agent<H> {
 
     /// Queues a stats pass: changed counters, or all with `all`.
     pub fn request_stats(&mut self, all: bool) {
-        let job = self.stats_job.get_or_insert(StatsJob {
-            all,
-            started: false,
-        });
+        let job = self.stats_job.get_or_insert(StatsJob { all, started: false });
         job.all |= all;
         self.last_stats = Instant::now();
     }

@@ -20,10 +20,7 @@ pub struct Slots {
 impl Slots {
     pub fn new(cap: u32) -> Self {
         // Reversed, so that slot 0 is handed out first.
-        Self {
-            free: (0..cap).rev().collect(),
-            top: cap as usize,
-        }
+        Self { free: (0..cap).rev().collect(), top: cap as usize }
     }
 
     pub fn alloc(&mut self) -> Option<u32> {
@@ -102,10 +99,7 @@ pub struct KeyIndex {
 
 impl KeyIndex {
     pub fn new(cap: u32, ranges: KeyRanges) -> Self {
-        Self {
-            index: Index::new(cap),
-            ranges,
-        }
+        Self { index: Index::new(cap), ranges }
     }
 
     fn clip(&self, len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {

@@ -35,31 +35,18 @@ pub enum Endpoint {
 impl std::str::FromStr for Endpoint {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected KIND:ADDRESS"))?;
+        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: expected KIND:ADDRESS"))?;
         match kind {
             "unix" if !rest.is_empty() => Ok(Endpoint::Unix(rest.into())),
             "serial" if !rest.is_empty() => Ok(Endpoint::Serial(rest.into())),
             "vsock" => {
-                let num = |v: &str| {
-                    v.parse::<u32>()
-                        .map_err(|_| format!("{s:?}: bad vsock number {v:?}"))
-                };
+                let num = |v: &str| v.parse::<u32>().map_err(|_| format!("{s:?}: bad vsock number {v:?}"));
                 match rest.split_once(':') {
-                    Some((cid, port)) => Ok(Endpoint::Vsock {
-                        cid: num(cid)?,
-                        port: num(port)?,
-                    }),
-                    None => Ok(Endpoint::Vsock {
-                        cid: libc_vmaddr_cid_any(),
-                        port: num(rest)?,
-                    }),
+                    Some((cid, port)) => Ok(Endpoint::Vsock { cid: num(cid)?, port: num(port)? }),
+                    None => Ok(Endpoint::Vsock { cid: libc_vmaddr_cid_any(), port: num(rest)? }),
                 }
             }
-            _ => Err(format!(
-                "{s:?}: expected unix:PATH, vsock:[CID:]PORT or serial:PATH"
-            )),
+            _ => Err(format!("{s:?}: expected unix:PATH, vsock:[CID:]PORT or serial:PATH")),
         }
     }
 }
@@ -94,20 +81,15 @@ impl Listener {
                 Ok(Listener::Unix(Async::<UnixListener>::bind(path)?))
             }
             Endpoint::Vsock { cid, port } => {
-                let fd = socket::socket(
-                    AddressFamily::Vsock,
-                    SockType::Stream,
-                    SockFlag::SOCK_CLOEXEC,
-                    None,
-                )?;
+                let fd =
+                    socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
                 socket::bind(fd.as_raw_fd(), &VsockAddr::new(*cid, *port))?;
                 socket::listen(&fd, Backlog::new(4).map_err(io::Error::from)?)?;
                 Ok(Listener::Vsock(Async::new(UnixListener::from(fd))?))
             }
-            Endpoint::Serial(_) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "serial ports do not listen",
-            )),
+            Endpoint::Serial(_) => {
+                Err(io::Error::new(io::ErrorKind::InvalidInput, "serial ports do not listen"))
+            }
         }
     }
 
@@ -118,9 +100,7 @@ impl Listener {
                 Ok(Box::new(s))
             }
             Listener::Vsock(l) => {
-                let fd = l
-                    .read_with(|s| socket::accept(s.as_raw_fd()).map_err(io::Error::from))
-                    .await?;
+                let fd = l.read_with(|s| socket::accept(s.as_raw_fd()).map_err(io::Error::from)).await?;
                 // SAFETY: accept returned a new descriptor that we own.
                 let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                 // A connected stream socket of any family reads and writes
@@ -143,11 +123,7 @@ pub fn serve<H: Hal>(agent: &mut Agent<H>, ep: &Endpoint, tick: Duration) -> io:
         let mut out: Vec<u8> = Vec::with_capacity(OUT_CAP);
         match ep {
             Endpoint::Serial(path) => loop {
-                match std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(path)
-                {
+                match std::fs::OpenOptions::new().read(true).write(true).open(path) {
                     Ok(f) => {
                         info!("opened {}", path.display());
                         let mut s: Box<dyn Stream> = Box::new(Async::new(f)?);
@@ -163,12 +139,10 @@ pub fn serve<H: Hal>(agent: &mut Agent<H>, ep: &Endpoint, tick: Duration) -> io:
                 let mut next = listener.accept().await;
                 loop {
                     match next {
-                        Ok(mut s) => {
-                            match session(agent, &mut s, Some(&listener), tick, &mut out).await {
-                                Some(replacement) => next = replacement,
-                                None => next = listener.accept().await,
-                            }
-                        }
+                        Ok(mut s) => match session(agent, &mut s, Some(&listener), tick, &mut out).await {
+                            Some(replacement) => next = replacement,
+                            None => next = listener.accept().await,
+                        },
                         Err(e) => {
                             warn!("accept: {e}");
                             Timer::after(Duration::from_millis(100)).await;

@@ -107,18 +107,10 @@ fn random_op(r: &mut Rng) -> Op {
                 vni: None,
             })
         }
-        1 => Object::Address(Address {
-            ifindex,
-            prefix: Prefix::new(random_ip(r), 24),
-            scope: 0,
-        }),
+        1 => Object::Address(Address { ifindex, prefix: Prefix::new(random_ip(r), 24), scope: 0 }),
         2 | 3 => {
             let dst = random_ip(r);
-            let len = if dst.family() == Family::V4 {
-                8 + r.below(25) as u8
-            } else {
-                32 + r.below(97) as u8
-            };
+            let len = if dst.family() == Family::V4 { 8 + r.below(25) as u8 } else { 32 + r.below(97) as u8 };
             let nexthops = match r.below(3) {
                 0 => RouteNexthops::Object(id),
                 1 => {
@@ -163,16 +155,9 @@ fn random_op(r: &mut Rng) -> Op {
         5 => {
             let mut members = heapless::Vec::new();
             for _ in 0..1 + r.below(4) {
-                let _ = members.push(GroupMember {
-                    id: 1 + r.below(40) as u32,
-                    weight: 1,
-                });
+                let _ = members.push(GroupMember { id: 1 + r.below(40) as u32, weight: 1 });
             }
-            Object::NexthopGroup(NexthopGroup {
-                id,
-                members,
-                resilient_buckets: None,
-            })
+            Object::NexthopGroup(NexthopGroup { id, members, resilient_buckets: None })
         }
         6 => Object::Neighbour(Neighbour {
             ifindex,
@@ -208,10 +193,7 @@ fn random_op(r: &mut Rng) -> Op {
                 ifindex,
                 chain: 0,
                 prio: 1,
-                matches: FlowMatch {
-                    ip_proto: Some(6),
-                    ..Default::default()
-                },
+                matches: FlowMatch { ip_proto: Some(6), ..Default::default() },
                 actions,
             })
         }
@@ -243,32 +225,18 @@ impl Feeder {
     fn frame(&mut self, r: &mut Rng) -> usize {
         self.seq += 1;
         let msg = match r.below(20) {
-            0 => HostMsg::SnapshotBegin {
-                generation: r.below(3) as u32,
-            },
-            1 => HostMsg::SnapshotEnd {
-                generation: r.below(3) as u32,
-            },
+            0 => HostMsg::SnapshotBegin { generation: r.below(3) as u32 },
+            1 => HostMsg::SnapshotEnd { generation: r.below(3) as u32 },
             2 => HostMsg::Heartbeat { uptime_ms: 1 },
             3 => HostMsg::StatsRequest,
             4 => HostMsg::Hello(HostHello {
-                version: Version {
-                    major: 1 + r.below(2) as u16,
-                    minor: 0,
-                },
+                version: Version { major: 1 + r.below(2) as u16, minor: 0 },
                 name: heapless::String::new(),
             }),
             _ => HostMsg::Batch,
         };
-        let seq = if r.below(10) == 0 {
-            r.next() as u32
-        } else {
-            self.seq
-        };
-        let _ = self.builder.start(&HostHeader {
-            seq,
-            msg: msg.clone(),
-        });
+        let seq = if r.below(10) == 0 { r.next() as u32 } else { self.seq };
+        let _ = self.builder.start(&HostHeader { seq, msg: msg.clone() });
         if msg == HostMsg::Batch {
             for _ in 0..1 + r.below(200) {
                 if self.builder.push(&random_op(r)).is_err() {
@@ -303,10 +271,7 @@ fn agent() -> Agent<dpu_hw::MmioHal> {
 fn hello(a: &mut Agent<dpu_hw::MmioHal>, f: &mut Feeder) {
     let _ = f.builder.start(&HostHeader {
         seq: 0,
-        msg: HostMsg::Hello(HostHello {
-            version: VERSION,
-            name: heapless::String::new(),
-        }),
+        msg: HostMsg::Hello(HostHello { version: VERSION, name: heapless::String::new() }),
     });
     let n = f.builder.finish(&mut f.enc).expect("hello fits");
     f.seq = 0;
@@ -346,11 +311,7 @@ fn random_frames_make_no_allocation() {
     }
     assert!(out_bytes > 0);
     assert!(a.counters.ops > 100_000, "{:?}", a.counters);
-    assert!(
-        a.counters.refused > 0 && a.counters.ok > 0 && a.counters.frame_errors > 0,
-        "{:?}",
-        a.counters
-    );
+    assert!(a.counters.refused > 0 && a.counters.ok > 0 && a.counters.frame_errors > 0, "{:?}", a.counters);
     assert_eq!(total, 0, "the agent allocated while handling input");
 }
 

@@ -50,10 +50,7 @@ impl std::error::Error for LinkError {}
 
 impl From<io::Error> for LinkError {
     fn from(e: io::Error) -> Self {
-        if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
+        if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
             LinkError::Timeout
         } else {
             LinkError::Io(e)
@@ -65,34 +62,12 @@ impl From<io::Error> for LinkError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentEvent {
     Hello(AgentHello),
-    Error {
-        code: ErrorCode,
-        text: String,
-    },
-    Results {
-        ack: u32,
-        ok: u16,
-        more: bool,
-        failures: Vec<Failure>,
-    },
-    SnapshotDone {
-        generation: u32,
-        unchanged: u32,
-        written: u32,
-        removed: u32,
-    },
-    Stats {
-        more: bool,
-        entries: Vec<StatEntry>,
-    },
-    Heartbeat {
-        uptime_ms: u64,
-        rx_frames: u64,
-        rx_errors: u64,
-    },
-    ResyncNeeded {
-        reason: ResyncReason,
-    },
+    Error { code: ErrorCode, text: String },
+    Results { ack: u32, ok: u16, more: bool, failures: Vec<Failure> },
+    SnapshotDone { generation: u32, unchanged: u32, written: u32, removed: u32 },
+    Stats { more: bool, entries: Vec<StatEntry> },
+    Heartbeat { uptime_ms: u64, rx_frames: u64, rx_errors: u64 },
+    ResyncNeeded { reason: ResyncReason },
 }
 
 /// Outcome of a list of updates.
@@ -164,10 +139,7 @@ impl<S: Transport> AgentLink<S> {
     }
 
     fn flush_frame(&mut self) -> Result<(), LinkError> {
-        let n = self
-            .builder
-            .finish(&mut self.enc)
-            .map_err(|_| LinkError::TooLarge)?;
+        let n = self.builder.finish(&mut self.enc).map_err(|_| LinkError::TooLarge)?;
         self.stream.write_all(&self.enc[..n])?;
         self.tx_bytes += n as u64;
         self.seq = self.seq.wrapping_add(1);
@@ -177,9 +149,7 @@ impl<S: Transport> AgentLink<S> {
     /// Sends a message without items; returns its sequence number.
     pub fn send(&mut self, msg: HostMsg) -> Result<u32, LinkError> {
         let seq = self.seq;
-        self.builder
-            .start(&HostHeader { seq, msg })
-            .map_err(|_| LinkError::TooLarge)?;
+        self.builder.start(&HostHeader { seq, msg }).map_err(|_| LinkError::TooLarge)?;
         self.flush_frame()?;
         Ok(seq)
     }
@@ -235,12 +205,7 @@ impl<S: Transport> AgentLink<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
-            let Self {
-                deframer,
-                inbox,
-                rx_errors,
-                ..
-            } = self;
+            let Self { deframer, inbox, rx_errors, .. } = self;
             deframer.push(&buf[..n], |frame| match frame.ok().and_then(decode) {
                 Some(ev) => inbox.push_back(ev),
                 None => *rx_errors += 1,
@@ -260,10 +225,7 @@ impl<S: Transport> AgentLink<S> {
                 return Ok((t, ev));
             }
             if let AgentEvent::Error { code, text } = &ev {
-                return Err(LinkError::Agent {
-                    code: *code,
-                    text: text.clone(),
-                });
+                return Err(LinkError::Agent { code: *code, text: text.clone() });
             }
             self.events.push(ev);
         }
@@ -284,12 +246,7 @@ impl<S: Transport> AgentLink<S> {
         let mut i = 0;
         while i < ops.len() {
             let seq = self.seq;
-            self.builder
-                .start(&HostHeader {
-                    seq,
-                    msg: HostMsg::Batch,
-                })
-                .map_err(|_| LinkError::TooLarge)?;
+            self.builder.start(&HostHeader { seq, msg: HostMsg::Batch }).map_err(|_| LinkError::TooLarge)?;
             let first = i;
             while i < ops.len() && self.builder.push(&ops[i]).is_ok() {
                 i += 1;
@@ -317,17 +274,11 @@ impl<S: Transport> AgentLink<S> {
         let Some(&(seq, first)) = inflight.front() else {
             return Ok(());
         };
-        let (_, ev) = self.recv_until(|e| {
-            matches!(e, AgentEvent::Results { ack, .. } if *ack == seq).then_some(())
-        })?;
-        if let AgentEvent::Results {
-            ok, more, failures, ..
-        } = ev
-        {
+        let (_, ev) =
+            self.recv_until(|e| matches!(e, AgentEvent::Results { ack, .. } if *ack == seq).then_some(()))?;
+        if let AgentEvent::Results { ok, more, failures, .. } = ev {
             for f in failures {
-                result
-                    .failures
-                    .push((first + f.index as usize, f.status, f.key));
+                result.failures.push((first + f.index as usize, f.status, f.key));
             }
             if !more {
                 result.ok += ok as usize;
@@ -348,12 +299,9 @@ impl<S: Transport> AgentLink<S> {
         let r = self.apply(ops)?;
         self.send(HostMsg::SnapshotEnd { generation })?;
         let (rep, _) = self.recv_until(|e| match e {
-            AgentEvent::SnapshotDone {
-                generation: g,
-                unchanged,
-                written,
-                removed,
-            } if *g == generation => Some((*unchanged, *written, *removed)),
+            AgentEvent::SnapshotDone { generation: g, unchanged, written, removed } if *g == generation => {
+                Some((*unchanged, *written, *removed))
+            }
             _ => None,
         })?;
         Ok((r, rep))
@@ -362,8 +310,7 @@ impl<S: Transport> AgentLink<S> {
     /// Asks for every counter and waits for the complete answer.
     pub fn stats(&mut self) -> Result<Vec<StatEntry>, LinkError> {
         // Periodic stats already received are superseded by this pass.
-        self.events
-            .retain(|e| !matches!(e, AgentEvent::Stats { .. }));
+        self.events.retain(|e| !matches!(e, AgentEvent::Stats { .. }));
         self.send(HostMsg::StatsRequest)?;
         let mut all = Vec::new();
         loop {
@@ -383,8 +330,7 @@ impl<S: Transport> AgentLink<S> {
     /// Round trip of a heartbeat.
     pub fn heartbeat(&mut self) -> Result<AgentEvent, LinkError> {
         self.send(HostMsg::Heartbeat { uptime_ms: 0 })?;
-        let (_, ev) =
-            self.recv_until(|e| matches!(e, AgentEvent::Heartbeat { .. }).then_some(()))?;
+        let (_, ev) = self.recv_until(|e| matches!(e, AgentEvent::Heartbeat { .. }).then_some(()))?;
         Ok(ev)
     }
 }
@@ -395,33 +341,17 @@ pub fn decode(payload: &[u8]) -> Option<AgentEvent> {
     let h: AgentHeader = r.header().ok()?;
     Some(match h.msg {
         AgentMsg::Hello(x) => AgentEvent::Hello(x),
-        AgentMsg::Error { code, text } => AgentEvent::Error {
-            code,
-            text: text.as_str().to_string(),
-        },
+        AgentMsg::Error { code, text } => AgentEvent::Error { code, text: text.as_str().to_string() },
         AgentMsg::Results { ack, ok, more } => {
             let mut failures = Vec::new();
             while let Some(f) = r.next_item::<Failure>() {
                 failures.push(f.ok()?);
             }
-            AgentEvent::Results {
-                ack,
-                ok,
-                more,
-                failures,
-            }
+            AgentEvent::Results { ack, ok, more, failures }
         }
-        AgentMsg::SnapshotDone {
-            generation,
-            unchanged,
-            written,
-            removed,
-        } => AgentEvent::SnapshotDone {
-            generation,
-            unchanged,
-            written,
-            removed,
-        },
+        AgentMsg::SnapshotDone { generation, unchanged, written, removed } => {
+            AgentEvent::SnapshotDone { generation, unchanged, written, removed }
+        }
         AgentMsg::Stats { more } => {
             let mut entries = Vec::new();
             while let Some(e) = r.next_item::<StatEntry>() {
@@ -429,15 +359,9 @@ pub fn decode(payload: &[u8]) -> Option<AgentEvent> {
             }
             AgentEvent::Stats { more, entries }
         }
-        AgentMsg::Heartbeat {
-            uptime_ms,
-            rx_frames,
-            rx_errors,
-        } => AgentEvent::Heartbeat {
-            uptime_ms,
-            rx_frames,
-            rx_errors,
-        },
+        AgentMsg::Heartbeat { uptime_ms, rx_frames, rx_errors } => {
+            AgentEvent::Heartbeat { uptime_ms, rx_frames, rx_errors }
+        }
         AgentMsg::ResyncNeeded { reason } => AgentEvent::ResyncNeeded { reason },
     })
 }

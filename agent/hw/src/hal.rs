@@ -71,9 +71,7 @@ impl Hal for MmioHal {
     fn invalidate(&mut self, t: TableId, slot: u32) {
         let off = self.region.entry_off(t, slot);
         self.region.atomic_u8(off).store(0, Ordering::Release);
-        self.region
-            .invalidates_reg(t)
-            .fetch_add(1, Ordering::Relaxed);
+        self.region.invalidates_reg(t).fetch_add(1, Ordering::Relaxed);
     }
 
     fn read_counters(&self, t: TableId, slot: u32) -> [u64; 4] {

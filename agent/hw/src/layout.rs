@@ -37,6 +37,8 @@ pub const DESC_SIZE: usize = 0x40;
 pub const COUNTER_SIZE: usize = 32;
 pub const VALID: u8 = 1;
 
+const _: () = assert!(DESC_OFFSET + DESC_SIZE * TableId::COUNT <= HEADER_SIZE, "descriptors fit the header");
+
 /// The hardware tables, in descriptor order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u32)]
@@ -103,10 +105,7 @@ impl TableId {
     }
 
     pub fn has_counters(self) -> bool {
-        matches!(
-            self,
-            TableId::Port | TableId::Route4 | TableId::Route6 | TableId::Nexthop | TableId::Flow
-        )
+        matches!(self, TableId::Port | TableId::Route4 | TableId::Route6 | TableId::Nexthop | TableId::Flow)
     }
 }
 
@@ -309,12 +308,7 @@ impl AddrEntry {
         put32(b, 4, self.ifindex);
     }
     pub fn decode(b: &[u8]) -> Option<Self> {
-        Some(Self {
-            ifindex: get32(b, 4),
-            addr: get_ip(b, 1, 8)?,
-            plen: b[2],
-            scope: b[3],
-        })
+        Some(Self { ifindex: get32(b, 4), addr: get_ip(b, 1, 8)?, plen: b[2], scope: b[3] })
     }
 }
 
@@ -434,12 +428,7 @@ impl GroupEntry {
     }
 
     /// Encodes without building a `GroupEntry` (no allocation).
-    pub fn encode_members(
-        id: u32,
-        resilient: bool,
-        members: impl Iterator<Item = (u32, u16)>,
-        b: &mut [u8],
-    ) {
+    pub fn encode_members(id: u32, resilient: bool, members: impl Iterator<Item = (u32, u16)>, b: &mut [u8]) {
         b.fill(0);
         let mut n = 0usize;
         let mut total = 0u32;
@@ -576,12 +565,7 @@ impl VlanEntry {
         put32(b, 4, self.ifindex);
     }
     pub fn decode(b: &[u8]) -> Self {
-        Self {
-            ifindex: get32(b, 4),
-            vid: get16(b, 2),
-            pvid: b[1] & 1 != 0,
-            untagged: b[1] & 2 != 0,
-        }
+        Self { ifindex: get32(b, 4), vid: get16(b, 2), pvid: b[1] & 1 != 0, untagged: b[1] & 2 != 0 }
     }
 }
 
@@ -732,11 +716,7 @@ impl FlowEntry {
             actions: (0..n)
                 .map(|i| {
                     let off = 136 + i * 8;
-                    FlowActionEntry {
-                        kind: b[off],
-                        vid: get16(b, off + 2),
-                        arg: get32(b, off + 4),
-                    }
+                    FlowActionEntry { kind: b[off], vid: get16(b, off + 2), arg: get32(b, off + 4) }
                 })
                 .collect(),
         }
@@ -753,25 +733,16 @@ mod tests {
 
     #[test]
     fn layout_is_aligned_and_disjoint() {
-        let l = Layout {
-            board: "t".into(),
-            capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31],
-            ecmp_members: 16,
-        };
+        let l =
+            Layout { board: "t".into(), capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31], ecmp_members: 16 };
         let (descs, total) = l.tables();
         let mut spans: Vec<(usize, usize)> = vec![(0, HEADER_SIZE)];
         for d in &descs {
             assert_eq!(d.entries_off % 64, 0);
-            spans.push((
-                d.entries_off,
-                d.entries_off + d.entry_size * d.capacity as usize,
-            ));
+            spans.push((d.entries_off, d.entries_off + d.entry_size * d.capacity as usize));
             if d.counter_size > 0 {
                 assert_eq!(d.counters_off % 64, 0);
-                spans.push((
-                    d.counters_off,
-                    d.counters_off + d.counter_size * d.capacity as usize,
-                ));
+                spans.push((d.counters_off, d.counters_off + d.counter_size * d.capacity as usize));
             }
         }
         spans.sort();
@@ -779,7 +750,6 @@ mod tests {
             assert!(w[0].1 <= w[1].0, "{w:?} overlap");
         }
         assert!(spans.last().is_some_and(|s| s.1 <= total));
-        assert!(DESC_OFFSET + DESC_SIZE * TableId::COUNT <= HEADER_SIZE);
     }
 
     #[test]
@@ -814,11 +784,7 @@ mod tests {
         };
         r.encode(&mut b[..40]);
         assert_eq!(RouteEntry::decode(&b[..40]), Some(r));
-        let g = GroupEntry {
-            id: 5,
-            resilient: false,
-            members: vec![(1, 1), (4, 200)],
-        };
+        let g = GroupEntry { id: 5, resilient: false, members: vec![(1, 1), (4, 200)] };
         g.encode(&mut b[..GROUP_HDR + 4 * GROUP_MEMBER]);
         assert_eq!(GroupEntry::decode(&b[..GROUP_HDR + 4 * GROUP_MEMBER]), g);
         let f = FlowEntry {
@@ -826,13 +792,7 @@ mod tests {
             ifindex: 4,
             chain: 0,
             prio: 1,
-            key: FlowKey {
-                eth_type: 0x800,
-                ip_proto: 6,
-                ip_family: 4,
-                dst_port: 80,
-                ..Default::default()
-            },
+            key: FlowKey { eth_type: 0x800, ip_proto: 6, ip_family: 4, dst_port: 80, ..Default::default() },
             mask: FlowKey {
                 eth_type: 0xffff,
                 ip_proto: 0xff,
@@ -840,11 +800,7 @@ mod tests {
                 dst_port: 0xffff,
                 ..Default::default()
             },
-            actions: vec![FlowActionEntry {
-                kind: flow_action::DROP,
-                vid: 0,
-                arg: 0,
-            }],
+            actions: vec![FlowActionEntry { kind: flow_action::DROP, vid: 0, arg: 0 }],
         };
         f.encode(&mut b);
         assert_eq!(FlowEntry::decode(&b), f);

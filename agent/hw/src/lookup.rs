@@ -50,25 +50,13 @@ pub struct Packet {
 
 impl Packet {
     /// A UDP/TCP-style IP packet from `src` to `dst` arriving on `in_ifindex`.
-    pub fn ip(
-        in_ifindex: u32,
-        dst_mac: Mac,
-        src: Ip,
-        dst: Ip,
-        proto: u8,
-        sport: u16,
-        dport: u16,
-    ) -> Self {
+    pub fn ip(in_ifindex: u32, dst_mac: Mac, src: Ip, dst: Ip, proto: u8, sport: u16, dport: u16) -> Self {
         Packet {
             in_ifindex,
             src_mac: Mac([0x02, 0, 0, 0, 0, 0xfe]),
             dst_mac,
             vlan: None,
-            eth_type: if src.family() == Family::V4 {
-                0x0800
-            } else {
-                0x86dd
-            },
+            eth_type: if src.family() == Family::V4 { 0x0800 } else { 0x86dd },
             src_ip: Some(src),
             dst_ip: Some(dst),
             ip_proto: proto,
@@ -127,9 +115,19 @@ impl Packet {
         eat(&[self.ip_proto]);
         eat(&self.src_port.to_be_bytes());
         eat(&self.dst_port.to_be_bytes());
-        h
+        // FNV-1a's low bits depend only on the inputs' low bits: finish
+        // with a mixer so that `hash % weight` uses every input bit.
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x7feb_352d);
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x846c_a68b);
+        h ^ (h >> 16)
     }
 }
+
+/// `NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP |
+/// NUD_PERMANENT`: a neighbour in these states may be used to forward.
+const NUD_VALID: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
@@ -220,8 +218,13 @@ impl Pipeline<'_> {
     fn entries(&self, t: TableId) -> impl Iterator<Item = (u32, Vec<u8>)> + '_ {
         let d = *self.r.desc(t);
         let mut buf = vec![0u8; d.entry_size];
-        (0..d.capacity)
-            .filter_map(move |s| self.r.read_entry(t, s, &mut buf).then(|| (s, buf.clone())))
+        (0..d.capacity).filter_map(move |s| {
+            if self.r.read_entry(t, s, &mut buf) {
+                Some((s, buf.clone()))
+            } else {
+                None
+            }
+        })
     }
 
     fn count(&self, t: TableId, slot: u32, i: usize, v: u64) {
@@ -255,10 +258,7 @@ impl Pipeline<'_> {
             return v;
         }
         if in_port.master != 0 {
-            if let Some((_, br)) = self
-                .port(in_port.master)
-                .filter(|(_, p)| p.kind == port_kind::BRIDGE)
-            {
+            if let Some((_, br)) = self.port(in_port.master).filter(|(_, p)| p.kind == port_kind::BRIDGE) {
                 return self.switch(&pkt, &br);
             }
         }
@@ -273,9 +273,7 @@ impl Pipeline<'_> {
             let best = self
                 .entries(TableId::Flow)
                 .map(|(s, b)| (s, FlowEntry::decode(&b)))
-                .filter(|(_, f)| {
-                    f.chain == chain && (f.ifindex == 0 || f.ifindex == pkt.in_ifindex)
-                })
+                .filter(|(_, f)| f.chain == chain && (f.ifindex == 0 || f.ifindex == pkt.in_ifindex))
                 .filter(|(_, f)| {
                     let (k, m) = (f.key.to_bytes(), f.mask.to_bytes());
                     (0..FLOW_KEY).all(|i| key[i] & m[i] == k[i] & m[i])
@@ -349,15 +347,13 @@ impl Pipeline<'_> {
             .map(|(_, b)| FdbEntry::decode(&b))
             .find(|f| f.master == br.ifindex && f.mac == pkt.dst_mac && f.vid == vid);
         let Some(fdb) = fdb else {
-            return Verdict::Flood {
-                bridge: br.ifindex,
-                vid,
-            };
+            return Verdict::Flood { bridge: br.ifindex, vid };
         };
         if fdb.ifindex == pkt.in_ifindex {
             return Verdict::Drop(DropReason::Hairpin);
         }
-        let mut out_vlan = None;
+        // A bridge without VLAN filtering forwards frames as they came.
+        let mut out_vlan = if filtering { None } else { pkt.vlan };
         if filtering {
             match self.vlan_of(fdb.ifindex).into_iter().find(|v| v.vid == vid) {
                 None => return Verdict::Drop(DropReason::VlanFilter),
@@ -378,25 +374,17 @@ impl Pipeline<'_> {
         let Some(dst) = pkt.dst_ip else {
             return Verdict::Drop(DropReason::NotIp);
         };
-        let local = self
-            .entries(TableId::Addr)
-            .filter_map(|(_, b)| AddrEntry::decode(&b))
-            .any(|a| a.addr == dst);
+        let local =
+            self.entries(TableId::Addr).filter_map(|(_, b)| AddrEntry::decode(&b)).any(|a| a.addr == dst);
         if local {
             return Verdict::Trap(TrapReason::Local);
         }
-        let t = if dst.family() == Family::V4 {
-            TableId::Route4
-        } else {
-            TableId::Route6
-        };
+        let t = if dst.family() == Family::V4 { TableId::Route4 } else { TableId::Route6 };
         let lpm = |table: u32| {
             self.entries(t)
                 .filter_map(|(s, b)| RouteEntry::decode(&b).map(|r| (s, r)))
                 .filter(|(_, r)| {
-                    r.table == table
-                        && r.dst.family() == dst.family()
-                        && dst.masked(r.plen) == r.dst
+                    r.table == table && r.dst.family() == dst.family() && dst.masked(r.plen) == r.dst
                 })
                 .min_by_key(|(s, r)| (u8::MAX - r.plen, r.metric, *s))
         };
@@ -405,46 +393,41 @@ impl Pipeline<'_> {
         };
         self.out.route = Some((t, slot));
         self.hit(t, slot, pkt.len);
+        let drop = |p: &Self, reason| {
+            p.count(t, slot, 3, 1);
+            Verdict::Drop(reason)
+        };
         let nh_slot = match route.action {
             route_action::NEXTHOP => route.action_index,
             route_action::GROUP => match self.select(route.action_index, pkt) {
                 Some(s) => s,
-                None => return Verdict::Drop(DropReason::Blackhole),
+                None => return drop(self, DropReason::Blackhole),
             },
             route_action::TRAP => return Verdict::Trap(TrapReason::Local),
-            route_action::UNREACHABLE => return Verdict::Drop(DropReason::Unreachable),
-            route_action::PROHIBIT => return Verdict::Drop(DropReason::Prohibit),
-            _ => return Verdict::Drop(DropReason::Blackhole),
+            route_action::UNREACHABLE => return drop(self, DropReason::Unreachable),
+            route_action::PROHIBIT => return drop(self, DropReason::Prohibit),
+            _ => return drop(self, DropReason::Blackhole),
         };
         let mut buf = [0u8; 32];
         if !self.r.read_entry(TableId::Nexthop, nh_slot, &mut buf) {
-            return Verdict::Drop(DropReason::Blackhole);
+            return drop(self, DropReason::Blackhole);
         }
         let nh = NexthopEntry::decode(&buf);
         self.out.nexthop = Some(nh_slot);
         self.hit(TableId::Nexthop, nh_slot, pkt.len);
         if nh.blackhole {
-            return Verdict::Drop(DropReason::Blackhole);
+            self.count(TableId::Nexthop, nh_slot, 3, 1);
+            return drop(self, DropReason::Blackhole);
         }
         let target = nh.gateway.unwrap_or(dst);
-        let neigh = self
-            .entries(TableId::Neigh)
-            .filter_map(|(_, b)| NeighEntry::decode(&b))
-            .find(|n| n.ifindex == nh.ifindex && n.ip == target && n.mac.is_some());
+        let neigh = self.entries(TableId::Neigh).filter_map(|(_, b)| NeighEntry::decode(&b)).find(|n| {
+            n.ifindex == nh.ifindex && n.ip == target && n.mac.is_some() && n.state & NUD_VALID != 0
+        });
         let Some(mac) = neigh.and_then(|n| n.mac) else {
             return Verdict::Trap(TrapReason::NeighbourMiss);
         };
-        let src_mac = self
-            .port(nh.ifindex)
-            .and_then(|(_, p)| p.mac)
-            .unwrap_or_default();
-        Verdict::Forward {
-            ifindex: nh.ifindex,
-            dst_mac: mac,
-            src_mac,
-            vlan: None,
-            tunnel_dst: None,
-        }
+        let src_mac = self.port(nh.ifindex).and_then(|(_, p)| p.mac).unwrap_or_default();
+        Verdict::Forward { ifindex: nh.ifindex, dst_mac: mac, src_mac, vlan: None, tunnel_dst: None }
     }
 
     /// ECMP: the member whose cumulative weight range holds the hash.

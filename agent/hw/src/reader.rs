@@ -58,11 +58,7 @@ fn rows<E>(r: &Region, t: TableId, mut decode: impl FnMut(&[u8]) -> Option<E>) -
                         *c = a.load(Ordering::Relaxed);
                     }
                 }
-                out.push(Row {
-                    slot,
-                    entry,
-                    counters,
-                });
+                out.push(Row { slot, entry, counters });
             }
         }
     }
@@ -117,10 +113,7 @@ impl HwTables {
     }
 
     fn nexthop_at(&self, slot: u32) -> Option<&NexthopEntry> {
-        self.nexthops
-            .iter()
-            .find(|r| r.slot == slot)
-            .map(|r| &r.entry)
+        self.nexthops.iter().find(|r| r.slot == slot).map(|r| &r.entry)
     }
 
     /// Follows a route's action to the nexthops it forwards through.
@@ -139,13 +132,7 @@ impl HwTables {
                 .groups
                 .iter()
                 .find(|g| g.slot == route.action_index)
-                .map(|g| {
-                    g.entry
-                        .members
-                        .iter()
-                        .filter_map(|&(s, w)| one(s, w))
-                        .collect()
-                })
+                .map(|g| g.entry.members.iter().filter_map(|&(s, w)| one(s, w)).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         }
@@ -154,11 +141,9 @@ impl HwTables {
     /// The group id a route points at, if it uses a group object.
     pub fn group_id_of(&self, route: &RouteEntry) -> Option<u32> {
         match route.action {
-            route_action::GROUP => self
-                .groups
-                .iter()
-                .find(|g| g.slot == route.action_index)
-                .map(|g| g.entry.id),
+            route_action::GROUP => {
+                self.groups.iter().find(|g| g.slot == route.action_index).map(|g| g.entry.id)
+            }
             route_action::NEXTHOP => self.nexthop_at(route.action_index).map(|n| n.id),
             _ => None,
         }
@@ -214,13 +199,7 @@ impl fmt::Display for HwTables {
         }
         for p in &self.ports {
             let e = &p.entry;
-            let mut s = format!(
-                "port[{}] {} ifindex {} mtu {}",
-                p.slot,
-                e.name_str(),
-                e.ifindex,
-                e.mtu
-            );
+            let mut s = format!("port[{}] {} ifindex {} mtu {}", p.slot, e.name_str(), e.ifindex, e.mtu);
             if let Some(m) = e.mac {
                 let _ = write!(s, " mac {m}");
             }
@@ -234,23 +213,13 @@ impl fmt::Display for HwTables {
             if let Some(v) = e.vni {
                 let _ = write!(s, " vni {v}");
             }
-            let _ = write!(
-                s,
-                " rx {}/{} tx {}/{}",
-                p.counters[0], p.counters[1], p.counters[2], p.counters[3]
-            );
+            let _ =
+                write!(s, " rx {}/{} tx {}/{}", p.counters[0], p.counters[1], p.counters[2], p.counters[3]);
             writeln!(f, "{s}")?;
         }
         for a in &self.addrs {
             let e = &a.entry;
-            writeln!(
-                f,
-                "addr[{}] {}/{} dev {}",
-                a.slot,
-                e.addr,
-                e.plen,
-                self.port_name(e.ifindex)
-            )?;
+            writeln!(f, "addr[{}] {}/{} dev {}", a.slot, e.addr, e.plen, self.port_name(e.ifindex))?;
         }
         for r in &self.routes {
             let e = &r.entry;
@@ -270,12 +239,7 @@ impl fmt::Display for HwTables {
                     }
                     None => s.push_str(" direct"),
                 }
-                let _ = write!(
-                    s,
-                    " dev {} weight {}",
-                    self.port_name(nh.ifindex),
-                    nh.weight
-                );
+                let _ = write!(s, " dev {} weight {}", self.port_name(nh.ifindex), nh.weight);
             }
             let _ = write!(s, " pkts {} bytes {}", r.counters[0], r.counters[1]);
             writeln!(f, "{s}")?;
@@ -295,26 +259,12 @@ impl fmt::Display for HwTables {
             )?;
         }
         for g in &self.groups {
-            let members: Vec<String> = g
-                .entry
-                .members
-                .iter()
-                .map(|(s, w)| format!("nh[{s}]x{w}"))
-                .collect();
-            writeln!(
-                f,
-                "group[{}] id {} {}",
-                g.slot,
-                g.entry.id,
-                members.join(" ")
-            )?;
+            let members: Vec<String> = g.entry.members.iter().map(|(s, w)| format!("nh[{s}]x{w}")).collect();
+            writeln!(f, "group[{}] id {} {}", g.slot, g.entry.id, members.join(" "))?;
         }
         for n in &self.neighs {
             let e = &n.entry;
-            let mac = e
-                .mac
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "incomplete".into());
+            let mac = e.mac.map(|m| m.to_string()).unwrap_or_else(|| "incomplete".into());
             writeln!(
                 f,
                 "neigh[{}] {} dev {} lladdr {} state {:#x}",
@@ -327,13 +277,7 @@ impl fmt::Display for HwTables {
         }
         for n in &self.fdb {
             let e = &n.entry;
-            let mut s = format!(
-                "fdb[{}] {} vlan {} dev {}",
-                n.slot,
-                e.mac,
-                e.vid,
-                self.port_name(e.ifindex)
-            );
+            let mut s = format!("fdb[{}] {} vlan {} dev {}", n.slot, e.mac, e.vid, self.port_name(e.ifindex));
             if e.master != 0 {
                 let _ = write!(s, " master {}", self.port_name(e.master));
             }

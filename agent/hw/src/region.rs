@@ -9,8 +9,8 @@
 //! objects.
 
 use crate::layout::{
-    Layout, TableDesc, TableId, COUNTER_SIZE, DESC_OFFSET, DESC_SIZE, GROUP_HDR, HEADER_SIZE,
-    LAYOUT_VERSION, MAGIC,
+    Layout, TableDesc, TableId, COUNTER_SIZE, DESC_OFFSET, DESC_SIZE, GROUP_HDR, HEADER_SIZE, LAYOUT_VERSION,
+    MAGIC,
 };
 use nix::sys::mman::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
 use std::fs::OpenOptions;
@@ -53,12 +53,7 @@ impl Region {
     /// resized and formatted empty, and `false` is returned.
     pub fn create(path: &Path, layout: &Layout) -> io::Result<(Region, bool)> {
         let (descs, total) = layout.tables();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let existing = file.metadata()?.len();
         if existing == total as u64 {
             let mut region = Self::map(&file, total)?;
@@ -81,13 +76,9 @@ impl Region {
     /// nothing in it: the header is validated against the file's size.
     pub fn open(path: &Path) -> io::Result<Region> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = usize::try_from(file.metadata()?.len())
-            .map_err(|_| invalid("region too large".into()))?;
+        let len = usize::try_from(file.metadata()?.len()).map_err(|_| invalid("region too large".into()))?;
         if len < HEADER_SIZE {
-            return Err(invalid(format!(
-                "{}: {len} bytes, smaller than a header",
-                path.display()
-            )));
+            return Err(invalid(format!("{}: {len} bytes, smaller than a header", path.display())));
         }
         let mut region = Self::map(&file, len)?;
         let (descs, board) = region.parse_header()?;
@@ -102,19 +93,10 @@ impl Region {
         let len = NonZeroUsize::new(total).ok_or_else(|| invalid("empty layout".into()))?;
         // SAFETY: a fresh private mapping; nothing else refers to it.
         let ptr = unsafe {
-            mmap_anonymous(
-                None,
-                len,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_PRIVATE,
-            )
+            mmap_anonymous(None, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_PRIVATE)
         }?;
-        let mut region = Region {
-            ptr: ptr.cast(),
-            len: total,
-            descs: layout.tables().0,
-            board: String::new(),
-        };
+        let mut region =
+            Region { ptr: ptr.cast(), len: total, descs: layout.tables().0, board: String::new() };
         region.format(layout);
         Ok(region)
     }
@@ -125,14 +107,7 @@ impl Region {
         // processes may write it concurrently, which every accessor
         // tolerates (copies and atomics only).
         let ptr = unsafe {
-            mmap(
-                None,
-                nz,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
-                file,
-                0,
-            )
+            mmap(None, nz, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED, file, 0)
         }?;
         let empty = TableId::ALL.map(|id| TableDesc {
             id,
@@ -142,12 +117,7 @@ impl Region {
             entries_off: 0,
             counters_off: 0,
         });
-        Ok(Region {
-            ptr: ptr.cast(),
-            len,
-            descs: empty,
-            board: String::new(),
-        })
+        Ok(Region { ptr: ptr.cast(), len, descs: empty, board: String::new() })
     }
 
     fn format(&mut self, layout: &Layout) {
@@ -186,16 +156,11 @@ impl Region {
         }
         let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         if version != LAYOUT_VERSION {
-            return Err(invalid(format!(
-                "layout version {version}, expected {LAYOUT_VERSION}"
-            )));
+            return Err(invalid(format!("layout version {version}, expected {LAYOUT_VERSION}")));
         }
         let count = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
         if count as usize != TableId::COUNT {
-            return Err(invalid(format!(
-                "{count} tables, expected {}",
-                TableId::COUNT
-            )));
+            return Err(invalid(format!("{count} tables, expected {}", TableId::COUNT)));
         }
         let name_len = h[16..48].iter().position(|&c| c == 0).unwrap_or(32);
         let board = String::from_utf8_lossy(&h[16..16 + name_len]).into_owned();
@@ -219,20 +184,13 @@ impl Region {
             let id = TableId::from_u32(u32at(0)).filter(|id| *id as usize == i);
             let id = id.ok_or_else(|| invalid(format!("descriptor {i}: wrong table id")))?;
             let entry_size = u32at(4) as usize;
-            let min = if id == TableId::Group {
-                GROUP_HDR
-            } else {
-                id.entry_size(0)
-            };
+            let min = if id == TableId::Group { GROUP_HDR } else { id.entry_size(0) };
             if entry_size < min || (id != TableId::Group && entry_size != min) {
                 return Err(invalid(format!("{}: entry size {entry_size}", id.name())));
             }
             let counter_size = u32at(12) as usize;
             if counter_size != 0 && counter_size != COUNTER_SIZE {
-                return Err(invalid(format!(
-                    "{}: counter size {counter_size}",
-                    id.name()
-                )));
+                return Err(invalid(format!("{}: counter size {counter_size}", id.name())));
             }
             let capacity = u32at(8);
             let entries_off = usize::try_from(u64at(16)).map_err(|_| invalid("offset".into()))?;
@@ -240,21 +198,12 @@ impl Region {
             let within = |off: usize, size: usize| {
                 size.checked_mul(capacity as usize)
                     .and_then(|s| s.checked_add(off))
-                    .is_some_and(|end| off >= HEADER_SIZE && end <= self.len && off % 64 == 0)
+                    .is_some_and(|end| off >= HEADER_SIZE && end <= self.len && off.is_multiple_of(64))
             };
-            if !within(entries_off, entry_size)
-                || (counter_size > 0 && !within(counters_off, counter_size))
-            {
+            if !within(entries_off, entry_size) || (counter_size > 0 && !within(counters_off, counter_size)) {
                 return Err(invalid(format!("{}: table outside the region", id.name())));
             }
-            *d = TableDesc {
-                id,
-                entry_size,
-                capacity,
-                counter_size,
-                entries_off,
-                counters_off,
-            };
+            *d = TableDesc { id, entry_size, capacity, counter_size, entries_off, counters_off };
         }
         Ok((descs, board))
     }
@@ -279,44 +228,31 @@ impl Region {
     /// bug, not input.
     pub fn entry_off(&self, t: TableId, slot: u32) -> usize {
         let d = self.desc(t);
-        assert!(
-            slot < d.capacity,
-            "{} slot {slot} >= {}",
-            t.name(),
-            d.capacity
-        );
+        assert!(slot < d.capacity, "{} slot {slot} >= {}", t.name(), d.capacity);
         d.entries_off + slot as usize * d.entry_size
     }
 
     fn counters_off(&self, t: TableId, slot: u32) -> Option<usize> {
         let d = self.desc(t);
-        (d.counter_size > 0 && slot < d.capacity)
-            .then(|| d.counters_off + slot as usize * d.counter_size)
+        (d.counter_size > 0 && slot < d.capacity).then(|| d.counters_off + slot as usize * d.counter_size)
     }
 
     fn check(&self, off: usize, len: usize) {
-        assert!(
-            off.checked_add(len).is_some_and(|e| e <= self.len),
-            "region access out of bounds"
-        );
+        assert!(off.checked_add(len).is_some_and(|e| e <= self.len), "region access out of bounds");
     }
 
     /// Copies bytes out of the region.
     pub fn read(&self, off: usize, out: &mut [u8]) {
         self.check(off, out.len());
         // SAFETY: bounds checked; the mapping lives as long as self.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), out.as_mut_ptr(), out.len())
-        }
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), out.as_mut_ptr(), out.len()) }
     }
 
     /// Copies bytes into the region.
     pub fn write(&self, off: usize, data: &[u8]) {
         self.check(off, data.len());
         // SAFETY: bounds checked; the mapping lives as long as self.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len())
-        }
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.as_ptr().add(off), data.len()) }
     }
 
     pub fn atomic_u8(&self, off: usize) -> &AtomicU8 {
@@ -344,10 +280,7 @@ impl Region {
 
     /// True if the entry's VALID bit is set.
     pub fn is_valid(&self, t: TableId, slot: u32) -> bool {
-        self.atomic_u8(self.entry_off(t, slot))
-            .load(Ordering::Acquire)
-            & crate::layout::VALID
-            != 0
+        self.atomic_u8(self.entry_off(t, slot)).load(Ordering::Acquire) & crate::layout::VALID != 0
     }
 
     /// Copies a valid entry out; `None` if the slot is not valid.
@@ -363,8 +296,7 @@ impl Region {
     /// Counter record `i` (0..4) of a slot, if the table has counters.
     pub fn counter(&self, t: TableId, slot: u32, i: usize) -> Option<&AtomicU64> {
         assert!(i < 4);
-        self.counters_off(t, slot)
-            .map(|off| self.atomic_u64(off + i * 8))
+        self.counters_off(t, slot).map(|off| self.atomic_u64(off + i * 8))
     }
 }
 
@@ -373,11 +305,7 @@ mod tests {
     use super::*;
 
     fn layout(board: &str) -> Layout {
-        Layout {
-            board: board.into(),
-            capacity: [4; TableId::COUNT],
-            ecmp_members: 4,
-        }
+        Layout { board: board.into(), capacity: [4; TableId::COUNT], ecmp_members: 4 }
     }
 
     #[test]

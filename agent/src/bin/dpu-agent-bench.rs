@@ -14,7 +14,8 @@ use dpu_wire::framing::max_encoded_len;
 use dpu_wire::*;
 use std::time::Instant;
 
-fn frames(msgs: &[HostMsg], ops: &[Op], seq: &mut u32) -> Vec<u8> {
+/// Encodes `msgs` and then `ops` in batches of as many as fit a frame.
+fn frames(msgs: &[HostMsg], ops: impl Iterator<Item = Op>, seq: &mut u32) -> Vec<u8> {
     let mut b = FrameBuilder::new(vec![0u8; MAX_FRAME]);
     let mut enc = vec![0u8; max_encoded_len(MAX_FRAME)];
     let mut out = Vec::new();
@@ -23,24 +24,19 @@ fn frames(msgs: &[HostMsg], ops: &[Op], seq: &mut u32) -> Vec<u8> {
         out.extend_from_slice(&enc[..n]);
     };
     for m in msgs {
-        b.start(&HostHeader {
-            seq: *seq,
-            msg: m.clone(),
-        })
-        .expect("header");
+        b.start(&HostHeader { seq: *seq, msg: m.clone() }).expect("header");
         *seq += 1;
         one(&mut b, &mut out);
     }
-    let mut i = 0;
-    while i < ops.len() {
-        b.start(&HostHeader {
-            seq: *seq,
-            msg: HostMsg::Batch,
-        })
-        .expect("header");
+    let mut ops = ops.peekable();
+    while ops.peek().is_some() {
+        b.start(&HostHeader { seq: *seq, msg: HostMsg::Batch }).expect("header");
         *seq += 1;
-        while i < ops.len() && b.push(&ops[i]).is_ok() {
-            i += 1;
+        while let Some(op) = ops.peek() {
+            if b.push(op).is_err() {
+                break;
+            }
+            ops.next();
         }
         one(&mut b, &mut out);
     }
@@ -59,11 +55,7 @@ fn route(i: u32, v6: bool, nh: u32) -> Op {
         Prefix::new(Ip::V4([a[0].wrapping_add(1), a[1], a[2], 0]), 24)
     };
     Op::Upsert(Object::Route(Route {
-        key: RouteKey {
-            table: 254,
-            dst,
-            metric: 0,
-        },
+        key: RouteKey { table: 254, dst, metric: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,
@@ -74,11 +66,7 @@ fn route(i: u32, v6: bool, nh: u32) -> Op {
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -101,17 +89,9 @@ fn main() {
     let region = Region::anonymous(&board::layout()).expect("hardware region");
     let mut agent = Agent::new(Engine::new(MmioHal::new(region), false), 0);
     let mut seq = 0u32;
-    let hello = frames(
-        &[HostMsg::Hello(HostHello {
-            version: VERSION,
-            name: heapless::String::new(),
-        })],
-        &[],
-        &mut seq,
-    );
+    let hello = HostMsg::Hello(HostHello { version: VERSION, name: heapless::String::new() });
     agent.on_connect();
-    agent.on_bytes(&hello, &mut |_| {});
-    seq = 1;
+    agent.on_bytes(&frames(&[hello], std::iter::empty(), &mut seq), &mut |_| {});
 
     let nhs: Vec<Op> = (1..=32)
         .map(|id| {
@@ -125,81 +105,72 @@ fn main() {
             }))
         })
         .collect();
-    let build = |nh_base: u32| -> Vec<Op> {
-        let mut ops = nhs.clone();
-        ops.extend((0..n4).map(|i| route(i, false, nh_base + i % 16)));
-        ops.extend((0..n6).map(|i| route(i, true, nh_base + i % 16)));
-        ops
+    // Routes are generated while encoding: the benchmark holds only the
+    // encoded frames of one phase, so its peak RSS is the agent's own plus
+    // those frames.
+    let routes = |nh_base: u32| {
+        (0..n4)
+            .map(move |i| route(i, false, nh_base + i % 16))
+            .chain((0..n6).map(move |i| route(i, true, nh_base + i % 16)))
     };
-    let install = build(1);
-    let replace = build(17);
-    let deletes: Vec<Op> = install[nhs.len()..]
-        .iter()
-        .map(|o| Op::Delete(o.key()))
-        .collect();
     let updates = (n4 + n6) as f64;
     println!(
-        "board {} ({} IPv4 + {} IPv6 route slots), {} IPv4 + {} IPv6 routes",
+        "board {} ({} IPv4 + {} IPv6 route slots), {n4} IPv4 + {n6} IPv6 routes",
         board::NAME,
         board::ROUTES_V4,
         board::ROUTES_V6,
-        n4,
-        n6
     );
-    let v4_bytes = encoded_len(&install[nhs.len()]);
-    println!("wire: {v4_bytes} bytes per IPv4 route upsert (postcard, before framing)");
-
-    let phases: [(&str, Vec<u8>); 4] = [
+    println!(
+        "wire: {} bytes per IPv4 route upsert (postcard, before framing)",
+        encoded_len(&route(1, false, 1))
+    );
+    type Phase<'a> = (&'static str, Box<dyn Fn(&mut u32) -> Vec<u8> + 'a>);
+    let phases: [Phase; 4] = [
         (
             "install",
-            frames(
-                &[HostMsg::SnapshotBegin { generation: 1 }],
-                &install,
-                &mut seq,
-            ),
+            Box::new(|seq| {
+                frames(&[HostMsg::SnapshotBegin { generation: 1 }], nhs.iter().cloned().chain(routes(1)), seq)
+            }),
         ),
         (
             "resync (identical)",
-            frames(
-                &[
-                    HostMsg::SnapshotEnd { generation: 1 },
-                    HostMsg::SnapshotBegin { generation: 2 },
-                ],
-                &install,
-                &mut seq,
-            ),
+            Box::new(|seq| {
+                let m = [HostMsg::SnapshotEnd { generation: 1 }, HostMsg::SnapshotBegin { generation: 2 }];
+                frames(&m, nhs.iter().cloned().chain(routes(1)), seq)
+            }),
         ),
         (
             "replace nexthop",
-            frames(
-                &[HostMsg::SnapshotEnd { generation: 2 }],
-                &replace,
-                &mut seq,
-            ),
+            Box::new(|seq| frames(&[HostMsg::SnapshotEnd { generation: 2 }], routes(17), seq)),
         ),
-        ("delete", frames(&[], &deletes, &mut seq)),
+        ("delete", Box::new(|seq| frames(&[], routes(17).map(|o| Op::Delete(o.key())), seq))),
     ];
-    for (name, bytes) in &phases {
-        let (mut refused, mut out_bytes) = (0u64, 0usize);
+    let rss_start = peak_rss_kb();
+    for (name, make) in &phases {
+        let bytes = make(&mut seq);
         let before = agent.counters.refused;
         let t = Instant::now();
         for chunk in bytes.chunks(4096) {
-            agent.on_bytes(chunk, &mut |f| out_bytes += f.len());
+            agent.on_bytes(chunk, &mut |_| {});
         }
         let dt = t.elapsed().as_secs_f64();
-        refused += agent.counters.refused - before;
         let w = agent.engine.counters;
         println!(
-            "{name:<20} {:>10.0} updates/s  {:>7.0} ns/update  {:>5.2} wire bytes/update  refused {refused}  (hw writes so far {}, unchanged {}, invalidates {})",
+            "{name:<20} {:>10.0} updates/s {:>6.0} ns/update {:>6.2} wire bytes/update, refused {}, \
+             hw writes {} unchanged {} invalidates {} (cumulative)",
             updates / dt,
             dt * 1e9 / updates,
             bytes.len() as f64 / updates,
+            agent.counters.refused - before,
             w.writes,
             w.unchanged,
             w.invalidates
         );
     }
-    println!("peak RSS {} kB", peak_rss_kb());
+    println!(
+        "peak RSS {} kB (after start-up {rss_start} kB; includes one phase of encoded frames)",
+        peak_rss_kb()
+    );
 }
 
 /// Encoded size of one item.

@@ -16,11 +16,7 @@ pub fn v4(a: u8, b: u8, c: u8, d: u8) -> Ip {
 
 pub fn route_obj(table: u32, dst: Ip, len: u8, nh: u32) -> Op {
     Op::Upsert(Object::Route(Route {
-        key: RouteKey {
-            table,
-            dst: Prefix::new(dst, len),
-            metric: 0,
-        },
+        key: RouteKey { table, dst: Prefix::new(dst, len), metric: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,
@@ -31,20 +27,10 @@ pub fn route_obj(table: u32, dst: Ip, len: u8, nh: u32) -> Op {
 pub fn route_paths(dst: Ip, len: u8, paths: &[(u32, Ip, u16)]) -> Op {
     let mut v = heapless::Vec::new();
     for &(ifindex, gw, weight) in paths {
-        v.push(Path {
-            ifindex,
-            gateway: Some(gw),
-            weight,
-            onlink: false,
-        })
-        .expect("few paths");
+        v.push(Path { ifindex, gateway: Some(gw), weight, onlink: false }).expect("few paths");
     }
     Op::Upsert(Object::Route(Route {
-        key: RouteKey {
-            table: 254,
-            dst: Prefix::new(dst, len),
-            metric: 0,
-        },
+        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0 },
         kind: RouteType::Unicast,
         protocol: 3,
         scope: 0,
@@ -68,11 +54,7 @@ pub fn group(id: u32, members: &[(u32, u16)]) -> Op {
     for &(id, weight) in members {
         v.push(GroupMember { id, weight }).expect("few members");
     }
-    Op::Upsert(Object::NexthopGroup(NexthopGroup {
-        id,
-        members: v,
-        resilient_buckets: None,
-    }))
+    Op::Upsert(Object::NexthopGroup(NexthopGroup { id, members: v, resilient_buckets: None }))
 }
 
 pub fn link(ifindex: u32, name: &str) -> Op {

@@ -56,11 +56,7 @@ pub struct FrameBuilder<B> {
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
     pub fn new(buf: B) -> Self {
-        Self {
-            buf,
-            len: 0,
-            items: 0,
-        }
+        Self { buf, len: 0, items: 0 }
     }
 
     fn limit(&mut self) -> usize {
@@ -86,9 +82,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
         let limit = self.limit();
         let start = self.len;
         let room = &mut self.buf.as_mut()[start..limit];
-        let used = postcard::to_slice(v, room)
-            .map_err(|_| FrameError::Full)?
-            .len();
+        let used = postcard::to_slice(v, room).map_err(|_| FrameError::Full)?.len();
         self.len += used;
         Ok(())
     }
@@ -117,6 +111,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
     /// [`max_encoded_len`] of the payload buffer's length.
     pub fn finish(&mut self, out: &mut [u8]) -> Result<usize, FrameError> {
         let len = self.len;
+        if self.buf.as_ref().len() < len + CRC_LEN {
+            return Err(FrameError::Full);
+        }
         let crc = crc32c(&self.buf.as_ref()[..len]);
         let buf = self.buf.as_mut();
         buf[len..len + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -164,12 +161,7 @@ impl<B: AsMut<[u8]>> Deframer<B> {
     /// `buf` bounds the encoded frame: use [`max_encoded_len`] of the
     /// maximum payload.
     pub fn new(buf: B) -> Self {
-        Self {
-            buf,
-            len: 0,
-            discarding: false,
-            stats: DeframeStats::default(),
-        }
+        Self { buf, len: 0, discarding: false, stats: DeframeStats::default() }
     }
 
     /// Forgets a partial frame, as after a reconnect.

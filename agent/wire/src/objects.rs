@@ -19,6 +19,10 @@ pub const MAX_GROUP_MEMBERS: usize = 32;
 pub const MAX_FLOW_ACTIONS: usize = 8;
 
 /// One update: create-or-replace an object, or delete one by key.
+///
+/// Variants differ in size (a route carries its paths inline): there is no
+/// allocator to box them into, and updates are decoded one at a time.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Upsert(Object),
@@ -36,6 +40,7 @@ impl Op {
 }
 
 /// Any mirrored object.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Object {
     Link(Link),
@@ -103,11 +108,8 @@ impl Object {
                 if o.members.is_empty() {
                     return Err("nexthop group without members");
                 }
-                if o.members
-                    .iter()
-                    .any(|m| m.id == 0 || m.id == o.id || m.weight == 0)
-                {
-                    return Err("nexthop group member id 0, self or weight 0");
+                if o.members.iter().any(|m| m.id == 0 || m.id == o.id || m.weight == 0 || m.weight > 256) {
+                    return Err("nexthop group member id 0, self, or weight outside 1..=256");
                 }
                 Ok(())
             }
@@ -228,10 +230,7 @@ pub struct AddressKey {
 
 impl Address {
     pub fn key(&self) -> AddressKey {
-        AddressKey {
-            ifindex: self.ifindex,
-            prefix: self.prefix,
-        }
+        AddressKey { ifindex: self.ifindex, prefix: self.prefix }
     }
 }
 
@@ -266,6 +265,7 @@ pub struct Path {
 }
 
 /// Where a route sends packets.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteNexthops {
     /// No nexthop: blackhole, unreachable, prohibit and local routes.
@@ -300,16 +300,12 @@ impl Route {
                 Err("unicast route with an empty path list")
             }
             (RouteType::Unicast, RouteNexthops::Paths(p))
-                if p.iter()
-                    .any(|p| p.ifindex == 0 || p.weight == 0 || p.weight > 256) =>
+                if p.iter().any(|p| p.ifindex == 0 || p.weight == 0 || p.weight > 256) =>
             {
                 Err("route path without device or with weight outside 1..=256")
             }
             (RouteType::Unicast, RouteNexthops::Paths(p))
-                if p.iter().any(|p| {
-                    p.gateway
-                        .is_some_and(|g| g.family() != fam && fam == Family::V6)
-                }) =>
+                if p.iter().any(|p| p.gateway.is_some_and(|g| g.family() != fam && fam == Family::V6)) =>
             {
                 Err("IPv6 route with an IPv4 gateway")
             }
@@ -376,10 +372,7 @@ pub struct NeighbourKey {
 
 impl Neighbour {
     pub fn key(&self) -> NeighbourKey {
-        NeighbourKey {
-            ifindex: self.ifindex,
-            ip: self.ip,
-        }
+        NeighbourKey { ifindex: self.ifindex, ip: self.ip }
     }
 
     /// True if the entry can be used to rewrite a packet (`NUD_VALID`).
@@ -419,11 +412,7 @@ pub struct FdbKey {
 
 impl FdbEntry {
     pub fn key(&self) -> FdbKey {
-        FdbKey {
-            ifindex: self.ifindex,
-            mac: self.mac,
-            vid: self.vid,
-        }
+        FdbKey { ifindex: self.ifindex, mac: self.mac, vid: self.vid }
     }
 }
 
@@ -459,11 +448,7 @@ impl VlanKey {
 
 impl VlanRange {
     pub fn key(&self) -> VlanKey {
-        VlanKey {
-            ifindex: self.ifindex,
-            vid_start: self.vid_start,
-            vid_end: self.vid_end,
-        }
+        VlanKey { ifindex: self.ifindex, vid_start: self.vid_start, vid_end: self.vid_end }
     }
 }
 

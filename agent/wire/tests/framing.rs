@@ -27,34 +27,17 @@ impl Rng {
 }
 
 fn heartbeat(seq: u32) -> Vec<u8> {
-    frame(
-        &HostHeader {
-            seq,
-            msg: HostMsg::Heartbeat {
-                uptime_ms: seq as u64 * 1000,
-            },
-        },
-        &[],
-    )
+    frame(&HostHeader { seq, msg: HostMsg::Heartbeat { uptime_ms: seq as u64 * 1000 } }, &[])
 }
 
 fn delete_op(i: u32) -> Op {
-    Op::Delete(Key::Neighbour(NeighbourKey {
-        ifindex: i,
-        ip: Ip::V4([10, 0, (i >> 8) as u8, i as u8]),
-    }))
+    Op::Delete(Key::Neighbour(NeighbourKey { ifindex: i, ip: Ip::V4([10, 0, (i >> 8) as u8, i as u8]) }))
 }
 
 /// A batch frame with `n` ops; payloads contain plenty of zero bytes.
 fn batch(seq: u32, n: u32) -> Vec<u8> {
     let ops: Vec<Op> = (0..n).map(delete_op).collect();
-    frame(
-        &HostHeader {
-            seq,
-            msg: HostMsg::Batch,
-        },
-        &ops,
-    )
+    frame(&HostHeader { seq, msg: HostMsg::Batch }, &ops)
 }
 
 fn frame(h: &HostHeader, ops: &[Op]) -> Vec<u8> {
@@ -176,10 +159,7 @@ fn frame_format_is_cobs_of_payload_and_crc() {
         let (payload, crc) = raw.split_at(raw.len() - 4);
         assert_eq!(crc, crc32c(payload).to_le_bytes());
         let (evs, _) = feed(&f);
-        assert!(
-            matches!(&evs[..], [Ev::Frame(_, p)] if p == payload),
-            "{evs:?}"
-        );
+        assert!(matches!(&evs[..], [Ev::Frame(_, p)] if p == payload), "{evs:?}");
     }
 }
 
@@ -187,43 +167,24 @@ fn frame_format_is_cobs_of_payload_and_crc() {
 fn good_frames_in_sequence() {
     let mut s = Vec::new();
     for i in 1..=50 {
-        s.extend(if i % 2 == 0 {
-            heartbeat(i)
-        } else {
-            batch(i, i * 7)
-        });
+        s.extend(if i & 1 == 0 { heartbeat(i) } else { batch(i, i * 7) });
     }
     let (evs, st) = feed(&s);
     assert_eq!(seqs(&evs), (1..=50).map(Ok).collect::<Vec<_>>());
-    assert_eq!(
-        st,
-        DeframeStats {
-            frames: 50,
-            ..Default::default()
-        }
-    );
+    assert_eq!(st, DeframeStats { frames: 50, ..Default::default() });
 }
 
 #[test]
 fn corrupted_data_byte_costs_one_frame() {
     let mut a = batch(1, 20);
     let codes = code_positions(&a[..a.len() - 1]);
-    let data = (a.len() / 2..a.len() - 1)
-        .find(|i| !codes.contains(i))
-        .expect("a data byte");
+    let data = (a.len() / 2..a.len() - 1).find(|i| !codes.contains(i)).expect("a data byte");
     a[data] = if a[data] == 0xff { 0xfe } else { a[data] + 1 };
     let mut s = a;
     s.extend(heartbeat(2));
     let (evs, st) = feed(&s);
     assert_eq!(seqs(&evs), vec![Err(FrameError::Crc), Ok(2)]);
-    assert_eq!(
-        st,
-        DeframeStats {
-            frames: 1,
-            crc: 1,
-            ..Default::default()
-        }
-    );
+    assert_eq!(st, DeframeStats { frames: 1, crc: 1, ..Default::default() });
 }
 
 #[test]
@@ -235,14 +196,7 @@ fn corrupted_code_byte_costs_one_frame() {
     s.extend(heartbeat(2));
     let (evs, st) = feed(&s);
     assert_eq!(seqs(&evs), vec![Err(FrameError::Cobs), Ok(2)]);
-    assert_eq!(
-        st,
-        DeframeStats {
-            frames: 1,
-            cobs: 1,
-            ..Default::default()
-        }
-    );
+    assert_eq!(st, DeframeStats { frames: 1, cobs: 1, ..Default::default() });
 }
 
 #[test]
@@ -259,10 +213,7 @@ fn every_single_byte_corruption_is_detected() {
             // Whatever the corruption did (even splitting the frame at a new
             // zero), the corrupt frame is an error and the next one arrives.
             assert_eq!(evs.last(), Some(&expected));
-            assert!(
-                evs[..evs.len() - 1].iter().all(|e| matches!(e, Ev::Err(_))),
-                "byte {i}: {evs:?}"
-            );
+            assert!(evs[..evs.len() - 1].iter().all(|e| matches!(e, Ev::Err(_))), "byte {i}: {evs:?}");
             assert_eq!(st.frames, 1);
             assert_eq!(st.errors(), evs.len() as u64 - 1);
             total.crc += st.crc;
@@ -282,10 +233,7 @@ fn truncated_frame_merges_with_the_next_and_the_one_after_arrives() {
     s.extend(heartbeat(3));
     let (evs, st) = feed(&s);
     assert_eq!(evs.len(), 2);
-    assert!(
-        matches!(evs[0], Ev::Err(FrameError::Crc | FrameError::Cobs)),
-        "{evs:?}"
-    );
+    assert!(matches!(evs[0], Ev::Err(FrameError::Crc | FrameError::Cobs)), "{evs:?}");
     assert_eq!(seqs(&evs)[1], Ok(3));
     assert_eq!(st.frames, 1);
     assert_eq!(st.errors(), 1);
@@ -328,21 +276,10 @@ fn sender_leading_zero_saves_the_frame_after_a_truncation() {
 #[test]
 fn short_frames_are_reported() {
     // Decode to 0, 2 and 3 bytes: shorter than the CRC.
-    let s = [
-        &[0x01u8, 0][..],
-        &[0x03, b'a', b'b', 0],
-        &[0x02, 0x07, 0x02, 0x09, 0],
-    ]
-    .concat();
+    let s = [&[0x01u8, 0][..], &[0x03, b'a', b'b', 0], &[0x02, 0x07, 0x02, 0x09, 0]].concat();
     let (evs, st) = feed(&s);
     assert_eq!(seqs(&evs), vec![Err(FrameError::Short); 3]);
-    assert_eq!(
-        st,
-        DeframeStats {
-            short: 3,
-            ..Default::default()
-        }
-    );
+    assert_eq!(st, DeframeStats { short: 3, ..Default::default() });
     // Exactly a CRC of an empty payload: a frame with an empty payload.
     let s = [cobs_encode(&crc32c(&[]).to_le_bytes()), vec![0]].concat();
     let mut d = Deframer::new([0u8; 16]);
@@ -350,10 +287,7 @@ fn short_frames_are_reported() {
     d.push(&s, |r| got.push(r.map(<[u8]>::to_vec)));
     assert_eq!(got, vec![Ok(vec![])]);
     // An empty payload is not a header.
-    assert_eq!(
-        FrameReader::new(&[]).header::<HostHeader>(),
-        Err(FrameError::Decode)
-    );
+    assert_eq!(FrameReader::new(&[]).header::<HostHeader>(), Err(FrameError::Decode));
 }
 
 #[test]
@@ -392,15 +326,7 @@ fn oversize_frame_is_skipped() {
     assert!(big.len() - 1 > buf);
     let small = heartbeat(2);
     assert!(small.len() - 1 <= buf);
-    let s = [
-        small.clone(),
-        big.clone(),
-        small.clone(),
-        big.clone(),
-        big,
-        small,
-    ]
-    .concat();
+    let s = [small.clone(), big.clone(), small.clone(), big.clone(), big, small].concat();
     for chunks in [&[usize::MAX][..], &[1], &[3, 17, 64, 65, 1]] {
         let (evs, st) = feed_chunks(buf, &s, chunks);
         assert_eq!(
@@ -414,14 +340,7 @@ fn oversize_frame_is_skipped() {
                 Ok(2)
             ]
         );
-        assert_eq!(
-            st,
-            DeframeStats {
-                frames: 3,
-                oversize: 3,
-                ..Default::default()
-            }
-        );
+        assert_eq!(st, DeframeStats { frames: 3, oversize: 3, ..Default::default() });
     }
 }
 
@@ -446,9 +365,7 @@ fn oversize_boundary() {
 fn stats_count_each_case() {
     let mut crc_bad = heartbeat(10);
     let codes = code_positions(&crc_bad[..crc_bad.len() - 1]);
-    let i = (1..crc_bad.len() - 1)
-        .find(|i| !codes.contains(i))
-        .expect("data byte");
+    let i = (1..crc_bad.len() - 1).find(|i| !codes.contains(i)).expect("data byte");
     crc_bad[i] = crc_bad[i].wrapping_add(1).max(1);
     let s = [
         heartbeat(1),
@@ -472,16 +389,7 @@ fn stats_count_each_case() {
             Ok(3)
         ]
     );
-    assert_eq!(
-        st,
-        DeframeStats {
-            frames: 2,
-            oversize: 1,
-            cobs: 1,
-            short: 1,
-            crc: 1
-        }
-    );
+    assert_eq!(st, DeframeStats { frames: 2, oversize: 1, cobs: 1, short: 1, crc: 1 });
     assert_eq!(st.errors(), 4);
 }
 
@@ -507,29 +415,12 @@ fn chunking_does_not_change_the_result() {
         }
     }
     let whole = feed(&s);
-    assert!(
-        whole
-            .0
-            .iter()
-            .filter(|e| matches!(e, Ev::Frame(..)))
-            .count()
-            >= 20
-    );
-    assert_eq!(
-        feed_chunks(max_encoded_len(MAX_FRAME), &s, &[1]),
-        whole,
-        "one byte at a time"
-    );
+    assert!(whole.0.iter().filter(|e| matches!(e, Ev::Frame(..))).count() >= 20);
+    assert_eq!(feed_chunks(max_encoded_len(MAX_FRAME), &s, &[1]), whole, "one byte at a time");
     for seed in 1..30 {
         let mut r = Rng(seed);
-        let chunks: Vec<usize> = (0..64)
-            .map(|_| 1 + r.below(if seed % 2 == 0 { 8 } else { 700 }))
-            .collect();
-        assert_eq!(
-            feed_chunks(max_encoded_len(MAX_FRAME), &s, &chunks),
-            whole,
-            "seed {seed}"
-        );
+        let chunks: Vec<usize> = (0..64).map(|_| 1 + r.below(if seed & 1 == 0 { 8 } else { 700 })).collect();
+        assert_eq!(feed_chunks(max_encoded_len(MAX_FRAME), &s, &chunks), whole, "seed {seed}");
     }
     // Two byte chunks that split a frame right before its delimiter.
     assert_eq!(feed_chunks(max_encoded_len(MAX_FRAME), &s, &[2]), whole);
@@ -537,24 +428,11 @@ fn chunking_does_not_change_the_result() {
 
 #[test]
 fn back_to_back_zeros_are_ignored() {
-    let s = [
-        vec![0; 5],
-        heartbeat(1),
-        vec![0, 0],
-        heartbeat(2),
-        vec![0; 100],
-    ]
-    .concat();
+    let s = [vec![0; 5], heartbeat(1), vec![0, 0], heartbeat(2), vec![0; 100]].concat();
     for chunks in [&[usize::MAX][..], &[1], &[2, 3]] {
         let (evs, st) = feed_chunks(512, &s, chunks);
         assert_eq!(seqs(&evs), vec![Ok(1), Ok(2)]);
-        assert_eq!(
-            st,
-            DeframeStats {
-                frames: 2,
-                ..Default::default()
-            }
-        );
+        assert_eq!(st, DeframeStats { frames: 2, ..Default::default() });
     }
 }
 
@@ -582,20 +460,12 @@ fn frame_builder_limits() {
     // A payload buffer too small for the header.
     let mut b = FrameBuilder::new([0u8; 6]);
     assert_eq!(
-        b.start(&HostHeader {
-            seq: u32::MAX,
-            msg: HostMsg::Heartbeat {
-                uptime_ms: u64::MAX
-            }
-        }),
+        b.start(&HostHeader { seq: u32::MAX, msg: HostMsg::Heartbeat { uptime_ms: u64::MAX } }),
         Err(FrameError::Full)
     );
     assert!(b.is_empty());
     // Exactly full: header + items + CRC == buffer.
-    let h = HostHeader {
-        seq: 1,
-        msg: HostMsg::Batch,
-    };
+    let h = HostHeader { seq: 1, msg: HostMsg::Batch };
     let hlen = postcard::to_allocvec(&h).expect("encode").len();
     let op = delete_op(1);
     let olen = postcard::to_allocvec(&op).expect("encode").len();
@@ -627,4 +497,14 @@ fn frame_builder_limits() {
     assert!(n <= MAX_ENCODED_FRAME);
     let (evs, _) = feed(&out[..n]);
     assert_eq!(seqs(&evs), vec![Ok(1)]);
+}
+
+/// `finish` slices `buf[len..len + 4]` without checking that the payload
+/// buffer holds a CRC.
+#[test]
+fn finish_with_a_buffer_smaller_than_the_crc_fails_cleanly() {
+    let mut b = FrameBuilder::new([0u8; 2]);
+    assert_eq!(b.start(&HostHeader { seq: 1, msg: HostMsg::StatsRequest }), Err(FrameError::Full));
+    let mut out = [0u8; 16];
+    assert_eq!(b.finish(&mut out), Err(FrameError::Full));
 }

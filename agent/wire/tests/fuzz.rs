@@ -11,11 +11,7 @@ use proptest::test_runner::Config;
 
 fn config(cases: u32) -> Config {
     // No regression files: this crate's tests directory is not the place.
-    Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    }
+    Config { cases, failure_persistence: None, ..Config::default() }
 }
 
 /// xorshift64*: bulk pseudo-random bytes, much faster than generating
@@ -95,11 +91,7 @@ fn wrap_payload(payload: &[u8]) -> Vec<u8> {
 
 fn sample_ops() -> Vec<Op> {
     let route = Route {
-        key: RouteKey {
-            table: 254,
-            dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16),
-            metric: 20,
-        },
+        key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 20 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,
@@ -137,9 +129,7 @@ fn sample_ops() -> Vec<Op> {
             vid: 0,
             master: 10,
             is_static: true,
-            remote: Some(Ip::V6([
-                0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-            ])),
+            remote: Some(Ip::V6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])),
             vni: Some(42),
         })),
         Op::Delete(Key::Flow(7)),
@@ -150,27 +140,16 @@ fn sample_ops() -> Vec<Op> {
             prio: 1,
             matches: FlowMatch {
                 ip_proto: Some(6),
-                dst_port: Some(Masked {
-                    value: 80,
-                    mask: 0xffff,
-                }),
+                dst_port: Some(Masked { value: 80, mask: 0xffff }),
                 ..Default::default()
             },
-            actions: [FlowAction::Mirror(4), FlowAction::Drop]
-                .into_iter()
-                .collect(),
+            actions: [FlowAction::Mirror(4), FlowAction::Drop].into_iter().collect(),
         })),
     ]
 }
 
 fn sample_frame(seq: u32) -> Vec<u8> {
-    encode_frame(
-        &HostHeader {
-            seq,
-            msg: HostMsg::Batch,
-        },
-        &sample_ops(),
-    )
+    encode_frame(&HostHeader { seq, msg: HostMsg::Batch }, &sample_ops())
 }
 
 /// Feeds `stream` in the given chunk sizes and decodes every good payload.
@@ -338,10 +317,7 @@ fn m<T>(o: Option<(T, T)>) -> Option<Masked<T>> {
 }
 
 fn ip() -> impl Strategy<Value = Ip> {
-    prop_oneof![
-        any::<[u8; 4]>().prop_map(Ip::V4),
-        any::<[u8; 16]>().prop_map(Ip::V6)
-    ]
+    prop_oneof![any::<[u8; 4]>().prop_map(Ip::V4), any::<[u8; 16]>().prop_map(Ip::V6)]
 }
 
 fn ip_of(v6: bool) -> BoxedStrategy<Ip> {
@@ -374,18 +350,8 @@ fn route_type() -> impl Strategy<Value = RouteType> {
 }
 
 fn path() -> impl Strategy<Value = Path> {
-    (
-        any::<u32>(),
-        proptest::option::of(ip()),
-        any::<u16>(),
-        any::<bool>(),
-    )
-        .prop_map(|(ifindex, gateway, weight, onlink)| Path {
-            ifindex,
-            gateway,
-            weight,
-            onlink,
-        })
+    (any::<u32>(), proptest::option::of(ip()), any::<u16>(), any::<bool>())
+        .prop_map(|(ifindex, gateway, weight, onlink)| Path { ifindex, gateway, weight, onlink })
 }
 
 fn route() -> impl Strategy<Value = Route> {
@@ -395,24 +361,15 @@ fn route() -> impl Strategy<Value = Route> {
         proptest::collection::vec(path(), 0..=MAX_PATHS)
             .prop_map(|v| RouteNexthops::Paths(v.into_iter().collect())),
     ];
-    (
-        any::<u32>(),
-        prefix(),
-        any::<u32>(),
-        route_type(),
-        any::<u8>(),
-        any::<u8>(),
-        nexthops,
+    (any::<u32>(), prefix(), any::<u32>(), route_type(), any::<u8>(), any::<u8>(), nexthops).prop_map(
+        |(table, dst, metric, kind, protocol, scope, nexthops)| Route {
+            key: RouteKey { table, dst, metric },
+            kind,
+            protocol,
+            scope,
+            nexthops,
+        },
     )
-        .prop_map(
-            |(table, dst, metric, kind, protocol, scope, nexthops)| Route {
-                key: RouteKey { table, dst, metric },
-                kind,
-                protocol,
-                scope,
-                nexthops,
-            },
-        )
 }
 
 fn fdb() -> impl Strategy<Value = FdbEntry> {
@@ -425,17 +382,15 @@ fn fdb() -> impl Strategy<Value = FdbEntry> {
         proptest::option::of(ip()),
         proptest::option::of(0u32..(1 << 24)),
     )
-        .prop_map(
-            |(ifindex, mac, vid, master, is_static, remote, vni)| FdbEntry {
-                ifindex,
-                mac,
-                vid,
-                master,
-                is_static,
-                remote,
-                vni,
-            },
-        )
+        .prop_map(|(ifindex, mac, vid, master, is_static, remote, vni)| FdbEntry {
+            ifindex,
+            mac,
+            vid,
+            master,
+            is_static,
+            remote,
+            vni,
+        })
 }
 
 fn flow_action() -> impl Strategy<Value = FlowAction> {
@@ -456,15 +411,9 @@ fn flow() -> impl Strategy<Value = FlowRule> {
         proptest::option::of((any::<u16>(), any::<u16>())),
         proptest::option::of((any::<u16>(), any::<u16>())),
     );
-    let macs = (
-        proptest::option::of((mac(), mac())),
-        proptest::option::of((mac(), mac())),
-    );
+    let macs = (proptest::option::of((mac(), mac())), proptest::option::of((mac(), mac())));
     let ips = any::<bool>().prop_flat_map(|v6| {
-        (
-            proptest::option::of((ip_of(v6), ip_of(v6))),
-            proptest::option::of((ip_of(v6), ip_of(v6))),
-        )
+        (proptest::option::of((ip_of(v6), ip_of(v6))), proptest::option::of((ip_of(v6), ip_of(v6))))
     });
     let matches = (
         proptest::option::of(any::<u16>()),
@@ -474,19 +423,17 @@ fn flow() -> impl Strategy<Value = FlowRule> {
         ips,
         ports,
     )
-        .prop_map(
-            |(eth_type, vlan_id, ip_proto, (sm, dm), (si, di), (sp, dp))| FlowMatch {
-                eth_type,
-                src_mac: m(sm),
-                dst_mac: m(dm),
-                vlan_id,
-                ip_proto,
-                src_ip: m(si),
-                dst_ip: m(di),
-                src_port: m(sp),
-                dst_port: m(dp),
-            },
-        );
+        .prop_map(|(eth_type, vlan_id, ip_proto, (sm, dm), (si, di), (sp, dp))| FlowMatch {
+            eth_type,
+            src_mac: m(sm),
+            dst_mac: m(dm),
+            vlan_id,
+            ip_proto,
+            src_ip: m(si),
+            dst_ip: m(di),
+            src_port: m(sp),
+            dst_port: m(dp),
+        });
     (
         any::<u64>(),
         any::<u32>(),
@@ -495,16 +442,14 @@ fn flow() -> impl Strategy<Value = FlowRule> {
         matches,
         proptest::collection::vec(flow_action(), 1..=MAX_FLOW_ACTIONS),
     )
-        .prop_map(
-            |(cookie, ifindex, chain, prio, matches, actions)| FlowRule {
-                cookie,
-                ifindex,
-                chain,
-                prio,
-                matches,
-                actions: actions.into_iter().collect(),
-            },
-        )
+        .prop_map(|(cookie, ifindex, chain, prio, matches, actions)| FlowRule {
+            cookie,
+            ifindex,
+            chain,
+            prio,
+            matches,
+            actions: actions.into_iter().collect(),
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -524,21 +469,13 @@ fn roundtrip(ops: &[Op]) -> Vec<Op> {
     let mut out = vec![0u8; max_encoded_len(2048)];
     let mut stream = Vec::new();
     let mut seq = 1;
-    b.start(&HostHeader {
-        seq,
-        msg: HostMsg::Batch,
-    })
-    .expect("header");
+    b.start(&HostHeader { seq, msg: HostMsg::Batch }).expect("header");
     for op in ops {
         if b.push(op) == Err(FrameError::Full) {
             let n = b.finish(&mut out).expect("finish");
             stream.extend_from_slice(&out[..n]);
             seq += 1;
-            b.start(&HostHeader {
-                seq,
-                msg: HostMsg::Batch,
-            })
-            .expect("header");
+            b.start(&HostHeader { seq, msg: HostMsg::Batch }).expect("header");
             b.push(op).expect("one op fits a frame");
         }
     }
@@ -550,13 +487,7 @@ fn roundtrip(ops: &[Op]) -> Vec<Op> {
     let mut got = Vec::new();
     for (i, p) in good.iter().enumerate() {
         let mut r = FrameReader::new(p);
-        assert_eq!(
-            r.header::<HostHeader>(),
-            Ok(HostHeader {
-                seq: i as u32 + 1,
-                msg: HostMsg::Batch
-            })
-        );
+        assert_eq!(r.header::<HostHeader>(), Ok(HostHeader { seq: i as u32 + 1, msg: HostMsg::Batch }));
         while let Some(op) = r.next_item::<Op>() {
             got.push(op.expect("op decodes"));
         }

@@ -52,10 +52,7 @@ fn encode_frame<H: Serialize, T: Serialize>(header: &H, items: &[T]) -> Vec<u8> 
     let n = b.finish(&mut out).expect("finish");
     out.truncate(n);
     assert_eq!(out.last(), Some(&0), "frame ends with its delimiter");
-    assert!(
-        !out[..n - 1].contains(&0),
-        "COBS leaves no zero inside a frame"
-    );
+    assert!(!out[..n - 1].contains(&0), "COBS leaves no zero inside a frame");
     out
 }
 
@@ -63,9 +60,7 @@ fn encode_frame<H: Serialize, T: Serialize>(header: &H, items: &[T]) -> Vec<u8> 
 fn deframe(stream: &[u8]) -> Vec<Vec<u8>> {
     let mut d = Deframer::new(vec![0u8; max_encoded_len(MAX_FRAME)]);
     let mut out = Vec::new();
-    d.push(stream, |r| {
-        out.push(r.expect("frame must deframe").to_vec())
-    });
+    d.push(stream, |r| out.push(r.expect("frame must deframe").to_vec()));
     assert_eq!(d.stats.errors(), 0);
     assert_eq!(d.stats.frames, out.len() as u64);
     out
@@ -95,10 +90,7 @@ where
 }
 
 fn check_host_batch(ops: &[Op]) {
-    let h = HostHeader {
-        seq: 7,
-        msg: HostMsg::Batch,
-    };
+    let h = HostHeader { seq: 7, msg: HostMsg::Batch };
     let (h2, ops2) = roundtrip(&h, ops);
     assert_eq!(h2, h);
     assert_eq!(ops2, ops);
@@ -107,22 +99,11 @@ fn check_host_batch(ops: &[Op]) {
 // ------------------------------------------------------------ samples --
 
 fn path(ifindex: u32, gw: Option<Ip>, weight: u16) -> Path {
-    Path {
-        ifindex,
-        gateway: gw,
-        weight,
-        onlink: ifindex % 2 == 0,
-    }
+    Path { ifindex, gateway: gw, weight, onlink: ifindex & 1 == 0 }
 }
 
 fn route(table: u32, dst: Prefix, metric: u32, kind: RouteType, nexthops: RouteNexthops) -> Route {
-    Route {
-        key: RouteKey { table, dst, metric },
-        kind,
-        protocol: 3,
-        scope: 0,
-        nexthops,
-    }
+    Route { key: RouteKey { table, dst, metric }, kind, protocol: 3, scope: 0, nexthops }
 }
 
 fn all_links() -> Vec<Link> {
@@ -155,7 +136,7 @@ fn all_links() -> Vec<Link> {
             name: name(if i == 0 { "a-fifteen-char!" } else { "eth0" }),
             kind,
             mtu: 1500 + i as u32,
-            mac: (i % 2 == 0).then(|| mac(i as u8)),
+            mac: (i & 1 == 0).then(|| mac(i as u8)),
             oper: opers[i % opers.len()],
             admin_up: i % 3 != 0,
             master: i as u32 * 7,
@@ -174,39 +155,18 @@ fn full_flow() -> FlowRule {
         prio: 65535,
         matches: FlowMatch {
             eth_type: Some(0x0800),
-            src_mac: Some(Masked {
-                value: mac(1),
-                mask: Mac([0xff, 0xff, 0xff, 0, 0, 0]),
-            }),
-            dst_mac: Some(Masked {
-                value: Mac::BROADCAST,
-                mask: Mac::BROADCAST,
-            }),
+            src_mac: Some(Masked { value: mac(1), mask: Mac([0xff, 0xff, 0xff, 0, 0, 0]) }),
+            dst_mac: Some(Masked { value: Mac::BROADCAST, mask: Mac::BROADCAST }),
             vlan_id: Some(4095),
             ip_proto: Some(17),
-            src_ip: Some(Masked {
-                value: v4(10, 0, 0, 0),
-                mask: v4(255, 0, 0, 0),
-            }),
-            dst_ip: Some(Masked {
-                value: v4(192, 0, 2, 1),
-                mask: v4(255, 255, 255, 255),
-            }),
-            src_port: Some(Masked {
-                value: 1024,
-                mask: 0xfc00,
-            }),
-            dst_port: Some(Masked {
-                value: 4789,
-                mask: 0xffff,
-            }),
+            src_ip: Some(Masked { value: v4(10, 0, 0, 0), mask: v4(255, 0, 0, 0) }),
+            dst_ip: Some(Masked { value: v4(192, 0, 2, 1), mask: v4(255, 255, 255, 255) }),
+            src_port: Some(Masked { value: 1024, mask: 0xfc00 }),
+            dst_port: Some(Masked { value: 4789, mask: 0xffff }),
         },
         actions: hvec([
             FlowAction::Mirror(9),
-            FlowAction::VlanPush {
-                vid: 100,
-                tpid: 0x88a8,
-            },
+            FlowAction::VlanPush { vid: 100, tpid: 0x88a8 },
             FlowAction::VlanPop,
             FlowAction::Goto(u32::MAX),
             FlowAction::Redirect(4),
@@ -219,11 +179,7 @@ fn full_flow() -> FlowRule {
 fn all_objects() -> Vec<Object> {
     let mut v: Vec<Object> = all_links().into_iter().map(Object::Link).collect();
     v.extend([
-        Object::Address(Address {
-            ifindex: 2,
-            prefix: Prefix::new(v4(192, 0, 2, 1), 24),
-            scope: 0,
-        }),
+        Object::Address(Address { ifindex: 2, prefix: Prefix::new(v4(192, 0, 2, 1), 24), scope: 0 }),
         Object::Address(Address {
             ifindex: 2,
             prefix: Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), 64),
@@ -277,11 +233,7 @@ fn all_objects() -> Vec<Object> {
             1024,
             RouteType::Unicast,
             RouteNexthops::Paths(hvec((0..MAX_PATHS as u32).map(|i| {
-                let gw = if i % 3 == 0 {
-                    None
-                } else {
-                    Some(v6([0xfe80, 0, 0, 0, 0, 0, 0, i as u16]))
-                };
+                let gw = if i % 3 == 0 { None } else { Some(v6([0xfe80, 0, 0, 0, 0, 0, 0, i as u16])) };
                 path(i + 1, gw, (i as u16 % 256) + 1)
             }))),
         )),
@@ -311,18 +263,12 @@ fn all_objects() -> Vec<Object> {
         }),
         Object::NexthopGroup(NexthopGroup {
             id: 10,
-            members: hvec([
-                GroupMember { id: 1, weight: 1 },
-                GroupMember { id: 2, weight: 256 },
-            ]),
+            members: hvec([GroupMember { id: 1, weight: 1 }, GroupMember { id: 2, weight: 256 }]),
             resilient_buckets: None,
         }),
         Object::NexthopGroup(NexthopGroup {
             id: 11,
-            members: hvec((1..=MAX_GROUP_MEMBERS as u32).map(|id| GroupMember {
-                id: id + 100,
-                weight: 1,
-            })),
+            members: hvec((1..=MAX_GROUP_MEMBERS as u32).map(|id| GroupMember { id: id + 100, weight: 1 })),
             resilient_buckets: Some(128),
         }),
         Object::Neighbour(Neighbour {
@@ -357,13 +303,7 @@ fn all_objects() -> Vec<Object> {
             remote: Some(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 7])),
             vni: None,
         }),
-        Object::Vlan(VlanRange {
-            ifindex: 11,
-            vid_start: 1,
-            vid_end: 4094,
-            pvid: true,
-            untagged: true,
-        }),
+        Object::Vlan(VlanRange { ifindex: 11, vid_start: 1, vid_end: 4094, pvid: true, untagged: true }),
         Object::Flow(full_flow()),
         Object::Flow(FlowRule {
             cookie: 0,
@@ -371,10 +311,7 @@ fn all_objects() -> Vec<Object> {
             chain: 0,
             prio: 0,
             matches: FlowMatch {
-                src_ip: Some(Masked {
-                    value: v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]),
-                    mask: v6([0xffff; 8]),
-                }),
+                src_ip: Some(Masked { value: v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]), mask: v6([0xffff; 8]) }),
                 ..Default::default()
             },
             actions: hvec([FlowAction::Drop]),
@@ -386,15 +323,8 @@ fn all_objects() -> Vec<Object> {
 fn all_keys() -> Vec<Key> {
     vec![
         Key::Link(1),
-        Key::Address(AddressKey {
-            ifindex: 2,
-            prefix: Prefix::new(v4(192, 0, 2, 1), 24),
-        }),
-        Key::Route(RouteKey {
-            table: 254,
-            dst: Prefix::new(v4(10, 1, 2, 0), 24),
-            metric: 20,
-        }),
+        Key::Address(AddressKey { ifindex: 2, prefix: Prefix::new(v4(192, 0, 2, 1), 24) }),
+        Key::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric: 20 }),
         Key::Route(RouteKey {
             table: 255,
             dst: Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), 128),
@@ -402,20 +332,9 @@ fn all_keys() -> Vec<Key> {
         }),
         Key::Nexthop(5),
         Key::NexthopGroup(u32::MAX),
-        Key::Neighbour(NeighbourKey {
-            ifindex: 2,
-            ip: v4(10, 0, 0, 1),
-        }),
-        Key::Fdb(FdbKey {
-            ifindex: 11,
-            mac: mac(3),
-            vid: 100,
-        }),
-        Key::Vlan(VlanKey {
-            ifindex: 11,
-            vid_start: 10,
-            vid_end: 20,
-        }),
+        Key::Neighbour(NeighbourKey { ifindex: 2, ip: v4(10, 0, 0, 1) }),
+        Key::Fdb(FdbKey { ifindex: 11, mac: mac(3), vid: 100 }),
+        Key::Vlan(VlanKey { ifindex: 11, vid_start: 10, vid_end: 20 }),
         Key::Flow(0xdead_beef_0000_0001),
     ]
 }
@@ -443,17 +362,10 @@ fn every_object_round_trips_in_one_batch() {
 
 #[test]
 fn route_with_32_paths_round_trips() {
-    let paths: heapless::Vec<Path, MAX_PATHS> = hvec(
-        (0..MAX_PATHS as u32).map(|i| path(i + 1, Some(v4(10, 0, (i >> 8) as u8, i as u8)), 256)),
-    );
+    let paths: heapless::Vec<Path, MAX_PATHS> =
+        hvec((0..MAX_PATHS as u32).map(|i| path(i + 1, Some(v4(10, 0, (i >> 8) as u8, i as u8)), 256)));
     assert!(paths.is_full());
-    let r = route(
-        254,
-        Prefix::new(v4(10, 0, 0, 0), 8),
-        0,
-        RouteType::Unicast,
-        RouteNexthops::Paths(paths),
-    );
+    let r = route(254, Prefix::new(v4(10, 0, 0, 0), 8), 0, RouteType::Unicast, RouteNexthops::Paths(paths));
     let op = Op::Upsert(Object::Route(r));
     check_host_batch(&[op.clone(), op]);
 }
@@ -474,42 +386,26 @@ fn every_delete_round_trips() {
 #[test]
 fn every_host_message_round_trips() {
     let msgs = [
-        HostMsg::Hello(HostHello {
-            version: VERSION,
-            name: name("host-bridge 0.1.0 (a 32-byte nm)"),
-        }),
+        HostMsg::Hello(HostHello { version: VERSION, name: name("host-bridge 0.1.0 (a 32-byte nm)") }),
         HostMsg::SnapshotBegin { generation: 0 },
-        HostMsg::SnapshotEnd {
-            generation: u32::MAX,
-        },
+        HostMsg::SnapshotEnd { generation: u32::MAX },
         HostMsg::Batch,
-        HostMsg::Heartbeat {
-            uptime_ms: u64::MAX,
-        },
+        HostMsg::Heartbeat { uptime_ms: u64::MAX },
         HostMsg::StatsRequest,
     ];
     for (i, msg) in msgs.into_iter().enumerate() {
-        let h = HostHeader {
-            seq: i as u32 * 1_000_003,
-            msg,
-        };
+        let h = HostHeader { seq: i as u32 * 1_000_003, msg };
         let (h2, items) = roundtrip::<_, Op>(&h, &[]);
         assert_eq!(h2, h);
         assert!(items.is_empty());
     }
     // A batch with deletes and upserts interleaved.
     let mut ops = Vec::new();
-    for (o, k) in all_objects()
-        .into_iter()
-        .zip(all_keys().into_iter().cycle())
-    {
+    for (o, k) in all_objects().into_iter().zip(all_keys().into_iter().cycle()) {
         ops.push(Op::Upsert(o));
         ops.push(Op::Delete(k));
     }
-    let h = HostHeader {
-        seq: u32::MAX,
-        msg: HostMsg::Batch,
-    };
+    let h = HostHeader { seq: u32::MAX, msg: HostMsg::Batch };
     let (h2, ops2) = roundtrip(&h, &ops);
     assert_eq!(h2, h);
     assert_eq!(ops2, ops);
@@ -527,10 +423,7 @@ fn every_agent_message_round_trips() {
         | caps::STATS;
     assert_eq!(caps_all, 0xff, "capability bits are distinct");
     let hello = AgentMsg::Hello(AgentHello {
-        version: Version {
-            major: 1,
-            minor: 65535,
-        },
+        version: Version { major: 1, minor: 65535 },
         board: name("qemu-virt"),
         capabilities: caps_all,
         capacities: Capacities {
@@ -550,44 +443,17 @@ fn every_agent_message_round_trips() {
         stats_interval_ms: 1000,
     });
     let mut msgs = vec![hello];
-    for code in [
-        ErrorCode::VersionMismatch,
-        ErrorCode::NoHello,
-        ErrorCode::BadSnapshot,
-    ] {
-        msgs.push(AgentMsg::Error {
-            code,
-            text: name(&"x".repeat(96)),
-        });
+    for code in [ErrorCode::VersionMismatch, ErrorCode::NoHello, ErrorCode::BadSnapshot] {
+        msgs.push(AgentMsg::Error { code, text: name(&"x".repeat(96)) });
     }
-    msgs.push(AgentMsg::Error {
-        code: ErrorCode::NoHello,
-        text: name(""),
-    });
+    msgs.push(AgentMsg::Error { code: ErrorCode::NoHello, text: name("") });
     msgs.extend([
-        AgentMsg::Results {
-            ack: 1,
-            ok: 0,
-            more: false,
-        },
-        AgentMsg::SnapshotDone {
-            generation: 3,
-            unchanged: 4,
-            written: 5,
-            removed: u32::MAX,
-        },
+        AgentMsg::Results { ack: 1, ok: 0, more: false },
+        AgentMsg::SnapshotDone { generation: 3, unchanged: 4, written: 5, removed: u32::MAX },
         AgentMsg::Stats { more: false },
-        AgentMsg::Heartbeat {
-            uptime_ms: 1,
-            rx_frames: u64::MAX,
-            rx_errors: 0,
-        },
-        AgentMsg::ResyncNeeded {
-            reason: ResyncReason::SequenceGap,
-        },
-        AgentMsg::ResyncNeeded {
-            reason: ResyncReason::Undecodable,
-        },
+        AgentMsg::Heartbeat { uptime_ms: 1, rx_frames: u64::MAX, rx_errors: 0 },
+        AgentMsg::ResyncNeeded { reason: ResyncReason::SequenceGap },
+        AgentMsg::ResyncNeeded { reason: ResyncReason::Undecodable },
     ]);
     for (i, msg) in msgs.into_iter().enumerate() {
         let h = AgentHeader { seq: i as u32, msg };
@@ -610,25 +476,14 @@ fn results_with_failures_round_trip() {
     let mut failures: Vec<Failure> = statuses
         .iter()
         .enumerate()
-        .map(|(i, &status)| Failure {
-            index: i as u16,
-            status,
-            key: None,
-        })
+        .map(|(i, &status)| Failure { index: i as u16, status, key: None })
         .collect();
     failures.extend(all_keys().into_iter().enumerate().map(|(i, k)| Failure {
         index: u16::MAX - i as u16,
         status: Status::Invalid,
         key: Some(k),
     }));
-    let h = AgentHeader {
-        seq: 9,
-        msg: AgentMsg::Results {
-            ack: 8,
-            ok: 1234,
-            more: true,
-        },
-    };
+    let h = AgentHeader { seq: 9, msg: AgentMsg::Results { ack: 8, ok: 1234, more: true } };
     let (h2, f2) = roundtrip(&h, &failures);
     assert_eq!(h2, h);
     assert_eq!(f2, failures);
@@ -637,16 +492,8 @@ fn results_with_failures_round_trip() {
 #[test]
 fn stats_with_entries_round_trip() {
     let keys = [
-        StatKey::Route(RouteKey {
-            table: 254,
-            dst: Prefix::new(v4(10, 0, 0, 0), 8),
-            metric: 0,
-        }),
-        StatKey::Route(RouteKey {
-            table: 1,
-            dst: Prefix::new(v6([0; 8]), 0),
-            metric: u32::MAX,
-        }),
+        StatKey::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0 }),
+        StatKey::Route(RouteKey { table: 1, dst: Prefix::new(v6([0; 8]), 0), metric: u32::MAX }),
         StatKey::Nexthop(3),
         StatKey::Flow(u64::MAX),
         StatKey::Port(2),
@@ -664,10 +511,7 @@ fn stats_with_entries_round_trip() {
         })
         .collect();
     for more in [false, true] {
-        let h = AgentHeader {
-            seq: 77,
-            msg: AgentMsg::Stats { more },
-        };
+        let h = AgentHeader { seq: 77, msg: AgentMsg::Stats { more } };
         let (h2, e2) = roundtrip(&h, &entries);
         assert_eq!(h2, h);
         assert_eq!(e2, entries);
@@ -699,33 +543,21 @@ fn batch_fills_frames_then_continues() {
     let mut stream = Vec::new();
     let mut seq = 1u32;
     let mut per_frame = Vec::new();
-    b.start(&HostHeader {
-        seq,
-        msg: HostMsg::Batch,
-    })
-    .expect("header");
+    b.start(&HostHeader { seq, msg: HostMsg::Batch }).expect("header");
     for op in &ops {
         match b.push(op) {
             Ok(()) => {}
             Err(FrameError::Full) => {
                 let before = b.payload().to_vec();
                 assert_eq!(b.push(op), Err(FrameError::Full), "still full");
-                assert_eq!(
-                    b.payload(),
-                    &before[..],
-                    "a failed push leaves the frame unchanged"
-                );
+                assert_eq!(b.payload(), &before[..], "a failed push leaves the frame unchanged");
                 assert!(b.len() <= MAX_FRAME - 4);
                 per_frame.push(b.items());
                 let n = b.finish(&mut out).expect("finish");
                 assert!(n <= MAX_ENCODED_FRAME);
                 stream.extend_from_slice(&out[..n]);
                 seq += 1;
-                b.start(&HostHeader {
-                    seq,
-                    msg: HostMsg::Batch,
-                })
-                .expect("header");
+                b.start(&HostHeader { seq, msg: HostMsg::Batch }).expect("header");
                 b.push(op).expect("an op fits an empty frame");
             }
             Err(e) => panic!("unexpected {e}"),
@@ -742,13 +574,7 @@ fn batch_fills_frames_then_continues() {
     let mut got = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
         let (h, items): (HostHeader, Vec<Op>) = decode_payload(p);
-        assert_eq!(
-            h,
-            HostHeader {
-                seq: i as u32 + 1,
-                msg: HostMsg::Batch
-            }
-        );
+        assert_eq!(h, HostHeader { seq: i as u32 + 1, msg: HostMsg::Batch });
         assert_eq!(items.len(), per_frame[i]);
         got.extend(items);
     }
@@ -761,11 +587,7 @@ fn typical_ipv4_route_upsert_is_small() {
     for metric in [0, 20] {
         for id in [1, 127, 128, 16_383, 1 << 20] {
             let op = Op::Upsert(Object::Route(Route {
-                key: RouteKey {
-                    table: 254,
-                    dst: Prefix::new(v4(10, 1, 2, 0), 24),
-                    metric,
-                },
+                key: RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric },
                 kind: RouteType::Unicast,
                 protocol: 4,
                 scope: 0,
@@ -775,11 +597,7 @@ fn typical_ipv4_route_upsert_is_small() {
             let n = postcard::to_slice(&op, &mut buf).expect("encode").len();
             // The same size as an item inside a frame.
             let mut b = FrameBuilder::new([0u8; 128]);
-            b.start(&HostHeader {
-                seq: 1,
-                msg: HostMsg::Batch,
-            })
-            .expect("header");
+            b.start(&HostHeader { seq: 1, msg: HostMsg::Batch }).expect("header");
             let hdr = b.len();
             b.push(&op).expect("push");
             assert_eq!(b.len() - hdr, n);
@@ -806,79 +624,35 @@ fn validate_accepts_good_objects() {
     );
     assert_eq!(Object::Route(r).validate(), Ok(()));
     // Local routes may carry a nexthop.
-    let r = route(
-        255,
-        Prefix::new(v4(10, 0, 0, 1), 32),
-        0,
-        RouteType::Local,
-        RouteNexthops::Object(3),
-    );
+    let r = route(255, Prefix::new(v4(10, 0, 0, 1), 32), 0, RouteType::Local, RouteNexthops::Object(3));
     assert_eq!(Object::Route(r).validate(), Ok(()));
     // Edges of the VLAN range.
     for (s, e) in [(1, 1), (4094, 4094), (1, 4094)] {
-        let v = VlanRange {
-            ifindex: 1,
-            vid_start: s,
-            vid_end: e,
-            pvid: false,
-            untagged: false,
-        };
+        let v = VlanRange { ifindex: 1, vid_start: s, vid_end: e, pvid: false, untagged: false };
         assert_eq!(Object::Vlan(v).validate(), Ok(()));
     }
 }
 
 #[test]
 fn validate_rejects_bad_objects() {
-    let good_route = route(
-        254,
-        Prefix::new(v4(10, 1, 2, 0), 24),
-        0,
-        RouteType::Unicast,
-        RouteNexthops::Object(1),
-    );
+    let good_route =
+        route(254, Prefix::new(v4(10, 1, 2, 0), 24), 0, RouteType::Unicast, RouteNexthops::Object(1));
     let bad = |f: &dyn Fn(&mut Route)| {
         let mut r = good_route.clone();
         f(&mut r);
         Object::Route(r).validate()
     };
     assert_eq!(bad(&|_| {}), Ok(()));
-    assert!(
-        bad(&|r| r.key.dst = Prefix::new(v4(10, 1, 2, 1), 24)).is_err(),
-        "host bits"
-    );
-    assert!(
-        bad(&|r| r.key.dst = Prefix::new(v4(10, 1, 2, 0), 33)).is_err(),
-        "v4 len 33"
-    );
+    assert!(bad(&|r| r.key.dst = Prefix::new(v4(10, 1, 2, 1), 24)).is_err(), "host bits");
+    assert!(bad(&|r| r.key.dst = Prefix::new(v4(10, 1, 2, 0), 33)).is_err(), "v4 len 33");
     assert!(bad(&|r| r.key.dst = Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), 64)).is_err());
-    assert!(
-        bad(&|r| r.key.dst = Prefix::new(v6([0; 8]), 129)).is_err(),
-        "v6 len 129"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::None).is_err(),
-        "unicast without nexthop"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::Object(0)).is_err(),
-        "nexthop id 0"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::Paths(heapless::Vec::new())).is_err(),
-        "empty paths"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(0, None, 1)]))).is_err(),
-        "path ifindex 0"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(1, None, 0)]))).is_err(),
-        "weight 0"
-    );
-    assert!(
-        bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(1, None, 257)]))).is_err(),
-        "weight 257"
-    );
+    assert!(bad(&|r| r.key.dst = Prefix::new(v6([0; 8]), 129)).is_err(), "v6 len 129");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::None).is_err(), "unicast without nexthop");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::Object(0)).is_err(), "nexthop id 0");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::Paths(heapless::Vec::new())).is_err(), "empty paths");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(0, None, 1)]))).is_err(), "path ifindex 0");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(1, None, 0)]))).is_err(), "weight 0");
+    assert!(bad(&|r| r.nexthops = RouteNexthops::Paths(hvec([path(1, None, 257)]))).is_err(), "weight 257");
     assert!(
         bad(&|r| {
             r.key.dst = Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]), 32);
@@ -887,11 +661,7 @@ fn validate_rejects_bad_objects() {
         .is_err(),
         "v6 route via v4 gateway"
     );
-    for kind in [
-        RouteType::Blackhole,
-        RouteType::Unreachable,
-        RouteType::Prohibit,
-    ] {
+    for kind in [RouteType::Blackhole, RouteType::Unreachable, RouteType::Prohibit] {
         assert!(bad(&|r| r.kind = kind).is_err(), "{kind:?} with nexthops");
         assert_eq!(
             bad(&|r| {
@@ -902,49 +672,26 @@ fn validate_rejects_bad_objects() {
         );
     }
     // Key::validate checks a delete's route key the same way.
-    let k = RouteKey {
-        table: 254,
-        dst: Prefix::new(v4(10, 1, 2, 1), 24),
-        metric: 0,
-    };
+    let k = RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 1), 24), metric: 0 };
     assert!(Key::Route(k).validate().is_err());
 
     // VLAN ranges.
-    let vlan = |s, e| {
-        Object::Vlan(VlanRange {
-            ifindex: 1,
-            vid_start: s,
-            vid_end: e,
-            pvid: false,
-            untagged: false,
-        })
-    };
+    let vlan =
+        |s, e| Object::Vlan(VlanRange { ifindex: 1, vid_start: s, vid_end: e, pvid: false, untagged: false });
     assert!(vlan(20, 10).validate().is_err(), "reversed");
     assert!(vlan(0, 10).validate().is_err(), "vid 0");
     assert!(vlan(1, 4095).validate().is_err(), "above 4094");
     assert!(vlan(4095, 4095).validate().is_err());
-    let k = VlanKey {
-        ifindex: 1,
-        vid_start: 100,
-        vid_end: 99,
-    };
+    let k = VlanKey { ifindex: 1, vid_start: 100, vid_end: 99 };
     assert!(Key::Vlan(k).validate().is_err());
-    let k = VlanKey {
-        ifindex: 0,
-        vid_start: 1,
-        vid_end: 1,
-    };
+    let k = VlanKey { ifindex: 0, vid_start: 1, vid_end: 1 };
     assert!(Key::Vlan(k).validate().is_err(), "ifindex 0");
 
     // Nexthop groups.
     let group = |members: &[(u32, u16)]| {
         Object::NexthopGroup(NexthopGroup {
             id: 10,
-            members: hvec(
-                members
-                    .iter()
-                    .map(|&(id, weight)| GroupMember { id, weight }),
-            ),
+            members: hvec(members.iter().map(|&(id, weight)| GroupMember { id, weight })),
             resilient_buckets: None,
         })
     };
@@ -952,32 +699,15 @@ fn validate_rejects_bad_objects() {
     assert!(group(&[(1, 1), (2, 0)]).validate().is_err(), "weight 0");
     assert!(group(&[]).validate().is_err(), "empty");
     assert!(group(&[(0, 1)]).validate().is_err(), "member id 0");
-    assert!(
-        group(&[(10, 1)]).validate().is_err(),
-        "member is the group itself"
-    );
+    assert!(group(&[(10, 1)]).validate().is_err(), "member is the group itself");
 
     // Nexthops.
     let nh = |id, ifindex, gateway, blackhole| {
-        Object::Nexthop(Nexthop {
-            id,
-            ifindex,
-            gateway,
-            blackhole,
-            onlink: false,
-            fdb: false,
-        })
+        Object::Nexthop(Nexthop { id, ifindex, gateway, blackhole, onlink: false, fdb: false })
     };
     assert!(nh(0, 1, None, false).validate().is_err(), "id 0");
-    assert!(
-        nh(1, 0, None, false).validate().is_err(),
-        "neither device nor gateway"
-    );
-    assert_eq!(
-        nh(1, 0, None, true).validate(),
-        Ok(()),
-        "blackhole needs neither"
-    );
+    assert!(nh(1, 0, None, false).validate().is_err(), "neither device nor gateway");
+    assert_eq!(nh(1, 0, None, true).validate(), Ok(()), "blackhole needs neither");
     assert_eq!(nh(1, 0, Some(v4(10, 0, 0, 1)), false).validate(), Ok(()));
 
     // Flows.
@@ -991,80 +721,28 @@ fn validate_rejects_bad_objects() {
             actions: hvec(actions.iter().copied()),
         })
     };
-    let v4m = Some(Masked {
-        value: v4(10, 0, 0, 0),
-        mask: v4(255, 0, 0, 0),
-    });
+    let v4m = Some(Masked { value: v4(10, 0, 0, 0), mask: v4(255, 0, 0, 0) });
     let v6m = Some(Masked {
         value: v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]),
         mask: v6([0xffff, 0xffff, 0, 0, 0, 0, 0, 0]),
     });
-    let mixed = Some(Masked {
-        value: v4(10, 0, 0, 0),
-        mask: v6([0xffff; 8]),
-    });
+    let mixed = Some(Masked { value: v4(10, 0, 0, 0), mask: v6([0xffff; 8]) });
     assert_eq!(
-        flow(
-            FlowMatch {
-                src_ip: v4m,
-                dst_ip: v4m,
-                ..Default::default()
-            },
-            &[FlowAction::Drop]
-        )
-        .validate(),
+        flow(FlowMatch { src_ip: v4m, dst_ip: v4m, ..Default::default() }, &[FlowAction::Drop]).validate(),
         Ok(())
     );
-    assert!(flow(
-        FlowMatch {
-            src_ip: v4m,
-            dst_ip: v6m,
-            ..Default::default()
-        },
-        &[FlowAction::Drop]
-    )
-    .validate()
-    .is_err());
-    assert!(flow(
-        FlowMatch {
-            dst_ip: mixed,
-            ..Default::default()
-        },
-        &[FlowAction::Drop]
-    )
-    .validate()
-    .is_err());
-    assert!(flow(
-        FlowMatch {
-            src_ip: mixed,
-            ..Default::default()
-        },
-        &[FlowAction::Drop]
-    )
-    .validate()
-    .is_err());
-    assert!(
-        flow(FlowMatch::default(), &[]).validate().is_err(),
-        "no actions"
-    );
-    assert!(flow(
-        FlowMatch {
-            vlan_id: Some(4096),
-            ..Default::default()
-        },
-        &[FlowAction::Pass]
-    )
-    .validate()
-    .is_err());
-    assert!(flow(
-        FlowMatch::default(),
-        &[FlowAction::VlanPush {
-            vid: 4096,
-            tpid: 0x8100
-        }]
-    )
-    .validate()
-    .is_err());
+    assert!(flow(FlowMatch { src_ip: v4m, dst_ip: v6m, ..Default::default() }, &[FlowAction::Drop])
+        .validate()
+        .is_err());
+    assert!(flow(FlowMatch { dst_ip: mixed, ..Default::default() }, &[FlowAction::Drop]).validate().is_err());
+    assert!(flow(FlowMatch { src_ip: mixed, ..Default::default() }, &[FlowAction::Drop]).validate().is_err());
+    assert!(flow(FlowMatch::default(), &[]).validate().is_err(), "no actions");
+    assert!(flow(FlowMatch { vlan_id: Some(4096), ..Default::default() }, &[FlowAction::Pass])
+        .validate()
+        .is_err());
+    assert!(flow(FlowMatch::default(), &[FlowAction::VlanPush { vid: 4096, tpid: 0x8100 }])
+        .validate()
+        .is_err());
 
     // Links, addresses, neighbours, FDB.
     let mut l = all_links().remove(0);
@@ -1073,42 +751,17 @@ fn validate_rejects_bad_objects() {
     l.ifindex = 1;
     l.mtu = 0;
     assert!(Object::Link(l).validate().is_err());
-    let a = Address {
-        ifindex: 1,
-        prefix: Prefix::new(v4(10, 0, 0, 1), 33),
-        scope: 0,
-    };
+    let a = Address { ifindex: 1, prefix: Prefix::new(v4(10, 0, 0, 1), 33), scope: 0 };
     assert!(Object::Address(a).validate().is_err());
-    let a = Address {
-        ifindex: 0,
-        prefix: Prefix::new(v4(10, 0, 0, 1), 8),
-        scope: 0,
-    };
+    let a = Address { ifindex: 0, prefix: Prefix::new(v4(10, 0, 0, 1), 8), scope: 0 };
     assert!(Object::Address(a).validate().is_err());
-    let n = Neighbour {
-        ifindex: 0,
-        ip: v4(10, 0, 0, 1),
-        mac: None,
-        state: 0,
-        router: false,
-    };
+    let n = Neighbour { ifindex: 0, ip: v4(10, 0, 0, 1), mac: None, state: 0, router: false };
     assert!(Object::Neighbour(n).validate().is_err());
-    let f = FdbEntry {
-        ifindex: 1,
-        mac: mac(1),
-        vid: 4096,
-        master: 0,
-        is_static: false,
-        remote: None,
-        vni: None,
-    };
+    let f =
+        FdbEntry { ifindex: 1, mac: mac(1), vid: 4096, master: 0, is_static: false, remote: None, vni: None };
     assert!(Object::Fdb(f.clone()).validate().is_err());
     assert!(Key::Fdb(f.key()).validate().is_err());
-    let f = FdbEntry {
-        ifindex: 0,
-        vid: 1,
-        ..f
-    };
+    let f = FdbEntry { ifindex: 0, vid: 1, ..f };
     assert!(Object::Fdb(f).validate().is_err());
 }
 
@@ -1119,35 +772,16 @@ fn validate_rejects_bad_objects() {
 /// enum variants as varint u32 and sequences as varint length + items, so
 /// this tuple has exactly the encoding of the enum.
 fn route_with_std_paths(n: usize) -> Vec<u8> {
-    let key = RouteKey {
-        table: 254,
-        dst: Prefix::new(v4(10, 0, 0, 0), 8),
-        metric: 0,
-    };
-    let paths: Vec<Path> = (0..n as u32)
-        .map(|i| path(i + 1, Some(v4(10, 0, 0, i as u8)), 1))
-        .collect();
+    let key = RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0 };
+    let paths: Vec<Path> = (0..n as u32).map(|i| path(i + 1, Some(v4(10, 0, 0, i as u8)), 1)).collect();
     let (op_upsert, obj_route, nh_paths) = (0u32, 2u32, 2u32);
-    postcard::to_allocvec(&(
-        op_upsert,
-        obj_route,
-        key,
-        RouteType::Unicast,
-        3u8,
-        0u8,
-        nh_paths,
-        paths,
-    ))
-    .expect("encode")
+    postcard::to_allocvec(&(op_upsert, obj_route, key, RouteType::Unicast, 3u8, 0u8, nh_paths, paths))
+        .expect("encode")
 }
 
 /// Wraps already encoded items into a Batch frame payload.
 fn batch_payload(items: &[&[u8]]) -> Vec<u8> {
-    let mut p = postcard::to_allocvec(&HostHeader {
-        seq: 1,
-        msg: HostMsg::Batch,
-    })
-    .expect("encode");
+    let mut p = postcard::to_allocvec(&HostHeader { seq: 1, msg: HostMsg::Batch }).expect("encode");
     for it in items {
         p.extend_from_slice(it);
     }
@@ -1158,18 +792,11 @@ fn batch_payload(items: &[&[u8]]) -> Vec<u8> {
 fn crafted_path_list_at_bound_decodes() {
     let bytes = route_with_std_paths(MAX_PATHS);
     let op: Op = postcard::from_bytes(&bytes).expect("32 paths decode");
-    let Op::Upsert(Object::Route(r)) = op else {
-        panic!("not a route upsert")
-    };
-    let RouteNexthops::Paths(p) = &r.nexthops else {
-        panic!("not paths")
-    };
+    let Op::Upsert(Object::Route(r)) = op else { panic!("not a route upsert") };
+    let RouteNexthops::Paths(p) = &r.nexthops else { panic!("not paths") };
     assert_eq!(p.len(), MAX_PATHS);
     // And it is byte-identical to the heapless encoding.
-    assert_eq!(
-        postcard::to_allocvec(&Op::Upsert(Object::Route(r))).expect("encode"),
-        bytes
-    );
+    assert_eq!(postcard::to_allocvec(&Op::Upsert(Object::Route(r))).expect("encode"), bytes);
 }
 
 #[test]
@@ -1182,17 +809,8 @@ fn path_list_over_bound_fails_cleanly() {
     let good = route_with_std_paths(1);
     let payload = batch_payload(&[&good, &over, &good]);
     let mut r = FrameReader::new(&payload);
-    assert_eq!(
-        r.header::<HostHeader>(),
-        Ok(HostHeader {
-            seq: 1,
-            msg: HostMsg::Batch
-        })
-    );
-    assert!(matches!(
-        r.next_item::<Op>(),
-        Some(Ok(Op::Upsert(Object::Route(_))))
-    ));
+    assert_eq!(r.header::<HostHeader>(), Ok(HostHeader { seq: 1, msg: HostMsg::Batch }));
+    assert!(matches!(r.next_item::<Op>(), Some(Ok(Op::Upsert(Object::Route(_))))));
     assert_eq!(r.next_item::<Op>(), Some(Err(FrameError::Decode)));
     assert_eq!(r.next_item::<Op>(), None);
 }
@@ -1210,17 +828,8 @@ fn other_bounded_fields_over_bound_fail_cleanly() {
     // Flow rule with 9 actions: Op::Upsert(8 = Flow).
     let actions = vec![FlowAction::Pass; MAX_FLOW_ACTIONS + 1];
     let enc = |a: &[FlowAction]| {
-        postcard::to_allocvec(&(
-            0u32,
-            8u32,
-            1u64,
-            1u32,
-            0u32,
-            1u16,
-            FlowMatch::default(),
-            a.to_vec(),
-        ))
-        .expect("encode")
+        postcard::to_allocvec(&(0u32, 8u32, 1u64, 1u32, 0u32, 1u16, FlowMatch::default(), a.to_vec()))
+            .expect("encode")
     };
     assert!(postcard::from_bytes::<Op>(&enc(&actions[..MAX_FLOW_ACTIONS])).is_ok());
     assert!(postcard::from_bytes::<Op>(&enc(&actions)).is_err());
@@ -1248,13 +857,11 @@ fn other_bounded_fields_over_bound_fail_cleanly() {
     assert!(postcard::from_bytes::<Op>(&link("sixteen-chars-xx")).is_err());
 
     // Host hello name of 33 bytes: HostMsg::Hello = 0.
-    let hello =
-        |n: &str| postcard::to_allocvec(&(0u32, 0u32, VERSION, n.to_string())).expect("encode");
-    let mut r_ok = hello(&"n".repeat(32));
-    let mut r = FrameReader::new(&r_ok);
-    assert!(r.header::<HostHeader>().is_ok());
-    r_ok = hello(&"n".repeat(33));
-    let mut r = FrameReader::new(&r_ok);
+    let hello = |n: &str| postcard::to_allocvec(&(0u32, 0u32, VERSION, n.to_string())).expect("encode");
+    let at_bound = hello(&"n".repeat(32));
+    assert!(FrameReader::new(&at_bound).header::<HostHeader>().is_ok());
+    let over = hello(&"n".repeat(33));
+    let mut r = FrameReader::new(&over);
     assert_eq!(r.header::<HostHeader>(), Err(FrameError::Decode));
     assert_eq!(r.next_item::<Op>(), None, "nothing after a failed header");
 }

@@ -84,11 +84,7 @@ fn inject(region: &Region, mut args: impl Iterator<Item = String>) -> Result<(),
         if s.family() != d.family() {
             return Err("--src and --dst of different families".into());
         }
-        pkt.eth_type = if matches!(d, Ip::V4(_)) {
-            0x0800
-        } else {
-            0x86dd
-        };
+        pkt.eth_type = if matches!(d, Ip::V4(_)) { 0x0800 } else { 0x86dd };
         pkt.src_ip = Some(s);
         pkt.dst_ip = Some(d);
     } else {
@@ -117,11 +113,7 @@ fn main() -> ExitCode {
     let cmd = args.next().unwrap_or_default();
     if matches!(cmd.as_str(), "" | "-h" | "--help") {
         print!("{HELP}");
-        return if cmd.is_empty() {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        };
+        return if cmd.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };
     }
     let Some(path) = args.next().map(PathBuf::from) else {
         eprintln!("dpu-hw: {cmd} needs a REGION file (see --help)");
