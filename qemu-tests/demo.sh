@@ -19,7 +19,7 @@ echo "== host side"
 target/debug/examples/demo "$work/agent.sock"
 echo "== traffic: 3 packets to 10.7.1.1 arriving on p0"
 target/debug/dpu-hw inject "$work/hw" --in 2 --dst 10.7.1.1 --dmac 02:00:00:00:00:02 --count 3
-echo "== hardware tables (first lines)"
-target/debug/dpu-hw dump "$work/hw" | head -n 20
+echo "== hardware tables: usage, ports, and the route the packets hit"
+target/debug/dpu-hw dump "$work/hw" | grep -E "^board|^  |^port|10\.7\.0\.0/16|^nexthop|^neigh"
 echo "== agent log"
 cat "$work/agent.log"
