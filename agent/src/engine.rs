@@ -908,6 +908,11 @@ impl<H: Hal> Engine<H> {
         }
     }
 
+    /// Starts the next stats pass from the first table.
+    pub fn restart_stats(&mut self) {
+        self.stats_cursor = (0, 0);
+    }
+
     /// Calls `emit` with the counters of objects whose counters moved
     /// since they were last reported (or of every counted object, with
     /// `all`), visiting at most `budget` slots from where the previous call

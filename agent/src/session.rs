@@ -120,6 +120,7 @@ impl<H: Hal> Agent<H> {
         self.resync_pending = false;
         self.tx.seq = 0;
         self.stats_job = None;
+        self.engine.restart_stats();
         self.counters.sessions += 1;
     }
 
@@ -133,6 +134,7 @@ impl<H: Hal> Agent<H> {
             self.engine.abandon_snapshot();
         }
         self.hello = false;
+        info!("hardware left as it is; waiting for the next session");
     }
 
     /// Handles received bytes.
@@ -340,10 +342,14 @@ impl<H: Hal> Agent<H> {
     /// call to a few frames.
     pub const STATS_BUDGET: u32 = 4096;
 
-    /// Queues a stats pass: changed counters, or all with `all`.
+    /// Queues a stats pass: changed counters, or all with `all`. A request
+    /// for all restarts a periodic pass in progress from the beginning, so
+    /// that its answer covers every object.
     pub fn request_stats(&mut self, all: bool) {
-        let job = self.stats_job.get_or_insert(StatsJob { all, started: false });
-        job.all |= all;
+        if all || self.stats_job.is_none() {
+            self.engine.restart_stats();
+            self.stats_job = Some(StatsJob { all, started: false });
+        }
         self.last_stats = Instant::now();
     }
 
@@ -358,12 +364,12 @@ impl<H: Hal> Agent<H> {
         let mut open = false;
         let done = engine.collect_stats(job.all, Self::STATS_BUDGET, |e| {
             if !open {
-                tx.start(AgentMsg::Stats { more: true });
+                tx.start(AgentMsg::Stats { more: true, requested: job.all });
                 open = true;
             }
             if tx.builder.push(&e).is_err() {
                 tx.send(out);
-                tx.start(AgentMsg::Stats { more: true });
+                tx.start(AgentMsg::Stats { more: true, requested: job.all });
                 let _ = tx.builder.push(&e);
             }
         });
@@ -373,7 +379,7 @@ impl<H: Hal> Agent<H> {
         }
         if done {
             if job.started || job.all {
-                tx.message(AgentMsg::Stats { more: false }, out);
+                tx.message(AgentMsg::Stats { more: false, requested: job.all }, out);
             }
             false
         } else {

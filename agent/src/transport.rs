@@ -139,10 +139,15 @@ pub fn serve<H: Hal>(agent: &mut Agent<H>, ep: &Endpoint, tick: Duration) -> io:
                 let mut next = listener.accept().await;
                 loop {
                     match next {
-                        Ok(mut s) => match session(agent, &mut s, Some(&listener), tick, &mut out).await {
-                            Some(replacement) => next = replacement,
-                            None => next = listener.accept().await,
-                        },
+                        Ok(mut s) => {
+                            let replacement = session(agent, &mut s, Some(&listener), tick, &mut out).await;
+                            // Close this connection before waiting for the next.
+                            drop(s);
+                            next = match replacement {
+                                Some(r) => r,
+                                None => listener.accept().await,
+                            };
+                        }
                         Err(e) => {
                             warn!("accept: {e}");
                             Timer::after(Duration::from_millis(100)).await;

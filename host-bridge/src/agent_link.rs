@@ -65,7 +65,7 @@ pub enum AgentEvent {
     Error { code: ErrorCode, text: String },
     Results { ack: u32, ok: u16, more: bool, failures: Vec<Failure> },
     SnapshotDone { generation: u32, unchanged: u32, written: u32, removed: u32 },
-    Stats { more: bool, entries: Vec<StatEntry> },
+    Stats { more: bool, requested: bool, entries: Vec<StatEntry> },
     Heartbeat { uptime_ms: u64, rx_frames: u64, rx_errors: u64 },
     ResyncNeeded { reason: ResyncReason },
 }
@@ -314,8 +314,9 @@ impl<S: Transport> AgentLink<S> {
         self.send(HostMsg::StatsRequest)?;
         let mut all = Vec::new();
         loop {
+            // Periodic passes (requested: false) are kept as events.
             let (more, ev) = self.recv_until(|e| match e {
-                AgentEvent::Stats { more, .. } => Some(*more),
+                AgentEvent::Stats { more, requested: true, .. } => Some(*more),
                 _ => None,
             })?;
             if let AgentEvent::Stats { entries, .. } = ev {
@@ -352,12 +353,12 @@ pub fn decode(payload: &[u8]) -> Option<AgentEvent> {
         AgentMsg::SnapshotDone { generation, unchanged, written, removed } => {
             AgentEvent::SnapshotDone { generation, unchanged, written, removed }
         }
-        AgentMsg::Stats { more } => {
+        AgentMsg::Stats { more, requested } => {
             let mut entries = Vec::new();
             while let Some(e) = r.next_item::<StatEntry>() {
                 entries.push(e.ok()?);
             }
-            AgentEvent::Stats { more, entries }
+            AgentEvent::Stats { more, requested, entries }
         }
         AgentMsg::Heartbeat { uptime_ms, rx_frames, rx_errors } => {
             AgentEvent::Heartbeat { uptime_ms, rx_frames, rx_errors }

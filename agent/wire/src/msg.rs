@@ -204,10 +204,13 @@ pub enum AgentMsg {
         written: u32,
         removed: u32,
     },
-    /// Items: [`StatEntry`] for objects whose counters moved since the last
-    /// stats frame (or all, on request). `more` as for results.
+    /// Items: [`StatEntry`] for objects whose counters moved since their
+    /// last report (periodic pass), or for every counted object (`requested`:
+    /// the answer to [`HostMsg::StatsRequest`]). A pass ends with a frame
+    /// whose `more` is false.
     Stats {
         more: bool,
+        requested: bool,
     },
     Heartbeat {
         uptime_ms: u64,

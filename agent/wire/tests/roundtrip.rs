@@ -450,7 +450,7 @@ fn every_agent_message_round_trips() {
     msgs.extend([
         AgentMsg::Results { ack: 1, ok: 0, more: false },
         AgentMsg::SnapshotDone { generation: 3, unchanged: 4, written: 5, removed: u32::MAX },
-        AgentMsg::Stats { more: false },
+        AgentMsg::Stats { more: false, requested: true },
         AgentMsg::Heartbeat { uptime_ms: 1, rx_frames: u64::MAX, rx_errors: 0 },
         AgentMsg::ResyncNeeded { reason: ResyncReason::SequenceGap },
         AgentMsg::ResyncNeeded { reason: ResyncReason::Undecodable },
@@ -511,7 +511,7 @@ fn stats_with_entries_round_trip() {
         })
         .collect();
     for more in [false, true] {
-        let h = AgentHeader { seq: 77, msg: AgentMsg::Stats { more } };
+        let h = AgentHeader { seq: 77, msg: AgentMsg::Stats { more, requested: !more } };
         let (h2, e2) = roundtrip(&h, &entries);
         assert_eq!(h2, h);
         assert_eq!(e2, entries);
