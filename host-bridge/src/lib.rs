@@ -6,5 +6,19 @@
 //! protocol to an agent (hello, batches with per-entry results, snapshots,
 //! stats).
 pub mod agent_link;
+pub mod dpu;
+pub mod kernel;
+pub mod mirror;
+pub mod netlink;
+pub mod status;
+
+/// A plain log line on stderr.
+#[macro_export]
+macro_rules! log {
+    ($($a:tt)*) => {{
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        eprintln!("{}.{:03} host-bridge: {}", now.as_secs(), now.subsec_millis(), format_args!($($a)*));
+    }};
+}
 
 pub use agent_link::{AgentEvent, AgentLink, BatchResult, LinkError};

@@ -156,7 +156,7 @@ pub struct Failure {
 }
 
 /// What a counter belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StatKey {
     Route(crate::objects::RouteKey),
     /// Nexthop object id.

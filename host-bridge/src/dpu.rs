@@ -1,0 +1,150 @@
+//! The DPU side of the mirror: keep the agent equal to the shadow.
+//!
+//! One session at a time: connect, hello, snapshot of the whole shadow (the
+//! agent keeps what it already has and removes the rest), then pending
+//! updates in batches as they come, per-entry results recorded in the
+//! mirror. Lost connection or a resync request from the agent: start over
+//! with a snapshot. Stats frames are kept for the status output.
+
+use crate::agent_link::{AgentEvent, AgentLink, LinkError};
+use crate::kernel::Shared;
+use dpu_wire::{AgentHello, StatEntry, StatKey};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the DPU reported, for the status output.
+#[derive(Clone, Debug, Default)]
+pub struct DpuState {
+    pub connected: bool,
+    pub hello: Option<AgentHello>,
+    pub sessions: u64,
+    pub snapshots: u64,
+    /// (generation, unchanged, written, removed) of the last snapshot.
+    pub last_snapshot: Option<(u32, u32, u32, u32)>,
+    pub stats: HashMap<StatKey, StatEntry>,
+    pub resync_requests: u64,
+    pub last_error: Option<String>,
+    pub wire_bytes: u64,
+}
+
+/// Largest batch taken from the mirror at once.
+const BATCH: usize = 8192;
+
+pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf) {
+    let mut generation = 0u32;
+    loop {
+        match session(&shared, &state, &socket, &mut generation) {
+            Ok(()) => {}
+            Err(e) => {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if s.connected || s.last_error.as_deref() != Some(&e.to_string()) {
+                    crate::log!("agent {}: {e}", socket.display());
+                }
+                s.connected = false;
+                s.last_error = Some(e.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn session(
+    shared: &Shared,
+    state: &Mutex<DpuState>,
+    socket: &std::path::Path,
+    generation: &mut u32,
+) -> Result<(), LinkError> {
+    let st = |f: &mut dyn FnMut(&mut DpuState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+    // Nothing goes to the agent before the kernel's state is known: a
+    // snapshot of a half-filled shadow would remove what the DPU holds.
+    {
+        let m = shared.lock();
+        drop(shared.wake.wait_while(m, |m| !m.ready).unwrap_or_else(|p| p.into_inner()));
+    }
+    let mut link = AgentLink::connect_unix(socket)?;
+    link.timeout = Duration::from_secs(60);
+    let hello = link.hello(concat!("host-bridge ", env!("CARGO_PKG_VERSION")))?;
+    crate::log!(
+        "agent connected: board {} protocol {}.{}",
+        hello.board,
+        hello.version.major,
+        hello.version.minor
+    );
+    st(&mut |s| {
+        s.connected = true;
+        s.hello = Some(hello.clone());
+        s.sessions += 1;
+        s.last_error = None;
+    });
+    loop {
+        // A full snapshot: everything in the shadow.
+        *generation = generation.wrapping_add(1);
+        let ops = {
+            let mut m = shared.lock();
+            m.clear_pending();
+            m.snapshot()
+        };
+        let (r, (unchanged, written, removed)) = link.snapshot(*generation, &ops)?;
+        let freed = shared.lock().results(&ops, &r.failures);
+        crate::log!(
+            "snapshot {}: {} objects, {} refused; hardware {unchanged} unchanged, {written} written, {removed} removed",
+            generation,
+            ops.len(),
+            r.failures.len()
+        );
+        let g = *generation;
+        st(&mut |s| {
+            s.snapshots += 1;
+            s.last_snapshot = Some((g, unchanged, written, removed));
+        });
+        if freed {
+            shared.lock().retry_refused();
+        }
+        // Then updates as they come.
+        let resync = 'updates: loop {
+            let ops = {
+                let m = shared.lock();
+                let (mut m, _) = shared
+                    .wake
+                    .wait_timeout_while(m, Duration::from_secs(1), |m| !m.has_pending())
+                    .unwrap_or_else(|p| p.into_inner());
+                m.take(BATCH)
+            };
+            if ops.is_empty() {
+                link.heartbeat()?;
+            } else {
+                let r = link.apply(&ops)?;
+                let mut m = shared.lock();
+                if m.results(&ops, &r.failures) {
+                    m.retry_refused();
+                }
+            }
+            let wire = link.tx_bytes;
+            let mut resync = false;
+            for ev in link.take_events() {
+                match ev {
+                    AgentEvent::ResyncNeeded { reason } => {
+                        crate::log!("agent asks for a resync: {reason:?}");
+                        st(&mut |s| s.resync_requests += 1);
+                        resync = true;
+                    }
+                    AgentEvent::Stats { entries, .. } => st(&mut |s| {
+                        for e in &entries {
+                            s.stats.insert(e.key, *e);
+                        }
+                    }),
+                    _ => {}
+                }
+            }
+            st(&mut |s| s.wire_bytes = wire);
+            if resync {
+                break 'updates true;
+            }
+        };
+        if !resync {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The kernel side of the mirror: subscribe, dump, listen, reconcile.
+//!
+//! Order of operations, the one that loses nothing: the event socket
+//! subscribes to every group first, then each object type is dumped on a
+//! second socket (a dump interrupted by a change, `NLM_F_DUMP_INTR`, is
+//! repeated), then the events queued meanwhile are applied on top. A
+//! receive-buffer overflow (`ENOBUFS`) means events were lost: every type
+//! is dumped again and only the difference against the shadow goes to the
+//! DPU. Deletes the kernel does not announce are worked out: routes through
+//! a deleted nexthop object, and after a link goes down or away, a re-dump
+//! of routes, nexthops, neighbours and FDB entries.
+
+use crate::mirror::Mirror;
+use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
+use crate::netlink::{convert, kind_of, Change, Kind, NlSocket};
+use dpu_wire::{Key, LinkKind, Object, OperState, RouteNexthops};
+use smol::Async;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The shared mirror and the condition the agent side waits on.
+pub struct Shared {
+    pub mirror: Mutex<Mirror>,
+    pub wake: Condvar,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Shared { mirror: Mutex::new(Mirror::new()), wake: Condvar::new() })
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+const BUF: usize = 1 << 20;
+
+/// Dumps one object type; retries while the kernel flags the dump as
+/// interrupted. Returns the objects and the count of unparsable messages.
+pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
+    let mut buf = vec![0u8; BUF];
+    for _attempt in 0..16 {
+        let (t, hdr) = kind.dump_request();
+        let seq = sock.request_dump(t, &hdr)?;
+        let (mut out, mut bad, mut intr) = (Vec::new(), 0u64, false);
+        'recv: loop {
+            let n = sock.recv(&mut buf)?;
+            for m in messages(&buf[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                intr |= m.flags & NLM_F_DUMP_INTR != 0;
+                match m.kind {
+                    NLMSG_DONE => break 'recv,
+                    NLMSG_ERROR => {
+                        let e = socket::error_code(m.payload);
+                        if e != 0 {
+                            return Err(io::Error::from_raw_os_error(-e));
+                        }
+                        break 'recv;
+                    }
+                    t if kind_of(t, m.payload) == Some(kind) => match convert(t, m.payload) {
+                        Ok(Change::Upsert(o)) => out.push(o),
+                        Ok(Change::Many(v)) => out.extend(v.into_iter().filter_map(|c| match c {
+                            Change::Upsert(o) => Some(o),
+                            _ => None,
+                        })),
+                        Ok(_) => {}
+                        Err(_) => bad += 1,
+                    },
+                    _ => {}
+                }
+            }
+        }
+        if !intr {
+            return Ok((out, bad));
+        }
+    }
+    Err(io::Error::other(format!("{kind:?} dump interrupted 16 times in a row")))
+}
+
+/// Dumps `kinds` and reconciles the shadow with them.
+pub fn resync(shared: &Shared, sock: &mut NlSocket, kinds: &[Kind]) -> io::Result<()> {
+    let mut fresh = Vec::new();
+    let mut bad = 0;
+    for &k in kinds {
+        match dump(sock, k) {
+            Ok((objs, b)) => {
+                fresh.extend(objs);
+                bad += b;
+            }
+            // A kernel without the feature (no bridge, say) has none of it.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut m = shared.lock();
+    m.counters.resyncs += 1;
+    m.counters.parse_errors += bad;
+    m.reconcile(kinds, fresh);
+    drop(m);
+    shared.wake.notify_all();
+    Ok(())
+}
+
+fn link_up(o: &Object) -> bool {
+    matches!(o, Object::Link(l) if l.admin_up && matches!(l.oper, OperState::Up | OperState::Unknown))
+}
+
+/// Applies one change; returns the object types to re-dump because of it.
+fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
+    match change {
+        Change::Upsert(o) => {
+            if let Object::Link(l) = &o {
+                let was_up = m.shadow.get(&Key::Link(l.ifindex)).is_some_and(link_up);
+                if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
+                    // IPv4 routes and neighbours go silently with the link.
+                    redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
+                }
+            }
+            m.upsert(o)
+        }
+        Change::Delete(k) => {
+            match k {
+                Key::Link(ifindex) => {
+                    redump.extend([
+                        Kind::Nexthop,
+                        Kind::Route,
+                        Kind::Neighbour,
+                        Kind::Fdb,
+                        Kind::Vlan,
+                        Kind::Address,
+                    ]);
+                    // What lived on the link is gone now, whatever the
+                    // re-dump finds later.
+                    let on_link: Vec<Key> = m
+                        .shadow
+                        .iter()
+                        .filter(|(_, o)| match o {
+                            Object::Neighbour(n) => n.ifindex == ifindex,
+                            Object::Fdb(f) => f.ifindex == ifindex,
+                            Object::Vlan(v) => v.ifindex == ifindex,
+                            Object::Address(a) => a.ifindex == ifindex,
+                            _ => false,
+                        })
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in on_link {
+                        m.delete(&k);
+                    }
+                }
+                Key::Nexthop(id) | Key::NexthopGroup(id) => {
+                    // The kernel deletes routes through a deleted nexthop
+                    // object without a word.
+                    let users: Vec<Key> = m
+                        .shadow
+                        .iter()
+                        .filter(
+                            |(_, o)| matches!(o, Object::Route(r) if r.nexthops == RouteNexthops::Object(id)),
+                        )
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for u in users {
+                        m.delete(&u);
+                    }
+                }
+                _ => {}
+            }
+            m.delete(&k)
+        }
+        Change::Many(v) => {
+            for c in v {
+                apply(m, c, redump);
+            }
+        }
+        Change::Ignore => {}
+    }
+}
+
+/// Options of the kernel listener.
+pub struct Listen {
+    pub rcvbuf: usize,
+}
+
+/// Runs forever: initial sync, then events.
+pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
+    let events = Async::new(NlSocket::open(&group::ALL, opts.rcvbuf)?)?;
+    let mut dumper = NlSocket::open(&[], 0)?;
+    resync(&shared, &mut dumper, &Kind::ALL)?;
+    {
+        let mut m = shared.lock();
+        m.ready = true;
+        crate::log!("initial sync: {} objects mirrored", m.shadow.len());
+    }
+    shared.wake.notify_all();
+    let mut buf = vec![0u8; BUF];
+    smol::block_on(async {
+        loop {
+            match events.read_with(|s| s.recv(&mut buf)).await {
+                Ok(n) => {
+                    let mut redump = Vec::new();
+                    let mut bad = Vec::new();
+                    {
+                        let mut m = shared.lock();
+                        for msg in messages(&buf[..n]) {
+                            let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
+                            m.counters.events += 1;
+                            match convert(msg.kind, msg.payload) {
+                                Ok(c) => apply(&mut m, c, &mut redump),
+                                Err(e) => {
+                                    m.counters.parse_errors += 1;
+                                    crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
+                                    bad.push(kind);
+                                }
+                            }
+                        }
+                    }
+                    shared.wake.notify_all();
+                    redump.extend(bad);
+                    if !redump.is_empty() {
+                        redump.sort();
+                        redump.dedup();
+                        resync(&shared, &mut dumper, &redump)?;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                    shared.lock().counters.overflows += 1;
+                    crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
+                    // The kernel reports an overflow once, then drops
+                    // silently until the queue has been empty: drain it
+                    // first, so that a loss during the re-dump is reported
+                    // again. What is drained is in the dump.
+                    loop {
+                        match events.get_ref().recv(&mut buf) {
+                            Ok(_) => continue,
+                            Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
+                            Err(_) => break,
+                        }
+                    }
+                    resync(&shared, &mut dumper, &Kind::ALL)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}

@@ -1,0 +1,145 @@
+//! `host-bridge`: mirrors the host's networking state into the DPU agent.
+
+use host_bridge::dpu::{self, DpuState};
+use host_bridge::kernel::{self, Listen, Shared};
+use host_bridge::status;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+const HELP: &str = "\
+host-bridge: mirrors the kernel's networking state (links, addresses, routes
+in every table, nexthop objects and groups, neighbours, bridge FDB and VLANs)
+into the DPU agent, and keeps both equal through netlink overflows, dump
+races, agent restarts and its own restarts.
+
+USAGE:
+    host-bridge run [OPTIONS]       Mirror until killed
+    host-bridge status [OPTIONS]    Print what is mirrored and what the DPU reports
+
+RUN OPTIONS:
+    --agent PATH       The agent's Unix socket [default: /run/dpu-agent.sock]
+    --netns NAME       Mirror the network namespace NAME (/run/netns/NAME)
+                       instead of the current one
+    --status PATH      Where to serve the status [default: /run/host-bridge.sock]
+    --rcvbuf BYTES     Netlink receive buffer [default: 33554432]
+
+STATUS OPTIONS:
+    --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
+    --json             JSON instead of text; route entries carry table, dst,
+                       metric, type, nexthops and the DPU's answer (offload)
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let (mut agent, mut netns, mut status_path, mut rcvbuf, mut json) = (
+        PathBuf::from("/run/dpu-agent.sock"),
+        None,
+        PathBuf::from("/run/host-bridge.sock"),
+        32usize << 20,
+        false,
+    );
+    while let Some(a) = args.next() {
+        let mut val = |n: &str| match args.next() {
+            Some(v) => Ok(v),
+            None => Err(format!("{n} needs a value")),
+        };
+        let r: Result<(), String> = match a.as_str() {
+            "--agent" => val("--agent").map(|v| agent = v.into()),
+            "--netns" => val("--netns").map(|v| netns = Some(v)),
+            "--status" => val("--status").map(|v| status_path = v.into()),
+            "--rcvbuf" => val("--rcvbuf")
+                .and_then(|v| v.parse().map(|v| rcvbuf = v).map_err(|_| "--rcvbuf: not a number".into())),
+            "--json" => {
+                json = true;
+                Ok(())
+            }
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            o => Err(format!("unknown option {o:?} (see --help)")),
+        };
+        if let Err(e) = r {
+            eprintln!("host-bridge: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match cmd.as_str() {
+        "run" => {
+            if let Some(ns) = &netns {
+                if let Err(e) = enter_netns(ns) {
+                    eprintln!("host-bridge: netns {ns}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let shared = Shared::new();
+            let state = Arc::new(Mutex::new(DpuState::default()));
+            if let Err(e) = status::serve(&status_path, shared.clone(), state.clone()) {
+                eprintln!("host-bridge: status socket {}: {e}", status_path.display());
+                return ExitCode::FAILURE;
+            }
+            {
+                let (shared, state) = (shared.clone(), state.clone());
+                std::thread::spawn(move || dpu::run(shared, state, agent));
+            }
+            host_bridge::log!(
+                "mirroring {}",
+                netns.as_deref().map(|n| format!("netns {n}")).unwrap_or("the current netns".into())
+            );
+            match kernel::run(shared, Listen { rcvbuf }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    host_bridge::log!("netlink: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "status" => {
+            let mut s = match std::os::unix::net::UnixStream::connect(&status_path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("host-bridge: {}: {e} (is host-bridge running?)", status_path.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut body = String::new();
+            if let Err(e) = s.read_to_string(&mut body) {
+                eprintln!("host-bridge: {e}");
+                return ExitCode::FAILURE;
+            }
+            if json {
+                println!("{body}");
+            } else {
+                match serde_json::from_str(&body) {
+                    Ok(v) => print!("{}", status::text(&v)),
+                    Err(e) => {
+                        eprintln!("host-bridge: bad status: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        "" | "-h" | "--help" => {
+            print!("{HELP}");
+            if cmd.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        o => {
+            eprintln!("host-bridge: unknown command {o:?} (see --help)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn enter_netns(name: &str) -> std::io::Result<()> {
+    let f = std::fs::File::open(format!("/run/netns/{name}"))?;
+    nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)?;
+    Ok(())
+}

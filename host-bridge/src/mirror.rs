@@ -1,0 +1,293 @@
+//! The shadow of the kernel's state and what the DPU still has to hear.
+//!
+//! Every kernel change updates the shadow first. A change that really
+//! changes an object marks its key pending; a key pending twice is sent
+//! once, with its latest state, so memory is bounded by the number of
+//! objects, not of events. Pending work leaves in dependency order: upserts
+//! of links, addresses, nexthops, groups, routes, neighbours, FDB, VLANs,
+//! flows, then deletes in the reverse order.
+
+use crate::netlink::Kind;
+use dpu_wire::{Key, Object, Op, Status};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+const RANKS: usize = 9;
+
+fn rank(k: &Key) -> usize {
+    match k {
+        Key::Link(_) => 0,
+        Key::Address(_) => 1,
+        Key::Nexthop(_) => 2,
+        Key::NexthopGroup(_) => 3,
+        Key::Route(_) => 4,
+        Key::Neighbour(_) => 5,
+        Key::Fdb(_) => 6,
+        Key::Vlan(_) => 7,
+        Key::Flow(_) => 8,
+    }
+}
+
+/// Counters of the mirror, for status and logs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MirrorCounters {
+    pub events: u64,
+    pub changes: u64,
+    pub collapsed: u64,
+    pub parse_errors: u64,
+    pub resyncs: u64,
+    pub overflows: u64,
+    pub sent: u64,
+    pub refused: u64,
+    pub retried: u64,
+}
+
+#[derive(Default)]
+pub struct Mirror {
+    pub shadow: HashMap<Key, Object>,
+    /// Pending keys: true for upsert, false for delete.
+    pending: HashMap<Key, bool>,
+    queues: [VecDeque<Key>; RANKS],
+    /// Entries the DPU refused, with its answer.
+    pub refused: HashMap<Key, Status>,
+    pub counters: MirrorCounters,
+    /// The initial dump is complete: the shadow is the kernel's state and
+    /// may be sent as a snapshot (an empty shadow would flush the DPU).
+    pub ready: bool,
+}
+
+impl Mirror {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn mark(&mut self, key: Key, upsert: bool) {
+        if self.pending.insert(key, upsert).is_some() {
+            self.counters.collapsed += 1;
+        } else {
+            self.queues[rank(&key)].push_back(key);
+        }
+    }
+
+    /// A kernel upsert.
+    pub fn upsert(&mut self, o: Object) {
+        let key = o.key();
+        if self.shadow.get(&key) == Some(&o) {
+            return;
+        }
+        self.counters.changes += 1;
+        self.shadow.insert(key, o);
+        self.mark(key, true);
+    }
+
+    /// A kernel delete (or one the mirror worked out).
+    pub fn delete(&mut self, key: &Key) {
+        if self.shadow.remove(key).is_some() {
+            self.counters.changes += 1;
+            self.refused.remove(key);
+            self.mark(*key, false);
+        }
+    }
+
+    /// Replaces everything of `kinds` with a fresh dump: what the dump
+    /// lacks is deleted, what differs is updated, the rest is untouched.
+    pub fn reconcile(&mut self, kinds: &[Kind], fresh: Vec<Object>) {
+        let fresh_keys: HashSet<Key> = fresh.iter().map(|o| o.key()).collect();
+        let gone: Vec<Key> = self
+            .shadow
+            .keys()
+            .filter(|k| Kind::of_key(k).is_some_and(|kind| kinds.contains(&kind)) && !fresh_keys.contains(k))
+            .copied()
+            .collect();
+        for k in &gone {
+            self.delete(k);
+        }
+        for o in fresh {
+            self.upsert(o);
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes up to `max` pending updates, in dependency order.
+    pub fn take(&mut self, max: usize) -> Vec<Op> {
+        let mut out = Vec::new();
+        // Upserts, in rank order; deletes wait for the second pass.
+        for r in 0..RANKS {
+            self.drain(r, true, max, &mut out);
+        }
+        for r in (0..RANKS).rev() {
+            self.drain(r, false, max, &mut out);
+        }
+        out
+    }
+
+    fn drain(&mut self, r: usize, upserts: bool, max: usize, out: &mut Vec<Op>) {
+        let mut keep = VecDeque::new();
+        while out.len() < max {
+            let Some(k) = self.queues[r].pop_front() else { break };
+            match self.pending.get(&k) {
+                Some(&u) if u == upserts => {
+                    self.pending.remove(&k);
+                    match (u, self.shadow.get(&k)) {
+                        (true, Some(o)) => out.push(Op::Upsert(o.clone())),
+                        (false, _) => out.push(Op::Delete(k)),
+                        (true, None) => {}
+                    }
+                }
+                Some(_) => keep.push_back(k),
+                None => {}
+            }
+        }
+        // Keys of the other pass keep their place.
+        while let Some(k) = keep.pop_back() {
+            self.queues[r].push_front(k);
+        }
+    }
+
+    /// Records the DPU's answers to `ops`. Returns true if a delete went
+    /// through, which may have freed room for refused entries.
+    pub fn results(&mut self, ops: &[Op], failures: &[(usize, Status, Option<Key>)]) -> bool {
+        self.counters.sent += ops.len() as u64;
+        let mut failed = HashSet::new();
+        for &(i, status, _) in failures {
+            if let Some(op) = ops.get(i) {
+                let k = op.key();
+                failed.insert(i);
+                if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
+                    self.counters.refused += 1;
+                    self.refused.insert(k, status);
+                }
+            }
+        }
+        let mut freed = false;
+        for (i, op) in ops.iter().enumerate() {
+            if failed.contains(&i) {
+                continue;
+            }
+            match op {
+                Op::Upsert(o) => {
+                    self.refused.remove(&o.key());
+                }
+                Op::Delete(_) => freed = true,
+            }
+        }
+        freed
+    }
+
+    /// Queues refused entries again (after room was freed on the DPU).
+    pub fn retry_refused(&mut self) {
+        let keys: Vec<Key> = self
+            .refused
+            .iter()
+            .filter(|(_, s)| matches!(s, Status::TableFull | Status::NotFound | Status::InUse))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if self.shadow.contains_key(&k) && !self.pending.contains_key(&k) {
+                self.counters.retried += 1;
+                self.mark(k, true);
+            }
+        }
+    }
+
+    /// Everything in the shadow, in dependency order: a snapshot.
+    pub fn snapshot(&self) -> Vec<Op> {
+        let mut v: Vec<&Object> = self.shadow.values().collect();
+        v.sort_by_key(|o| rank(&o.key()));
+        v.into_iter().cloned().map(Op::Upsert).collect()
+    }
+
+    /// Forgets pending work (a snapshot covers it).
+    pub fn clear_pending(&mut self) {
+        self.pending.clear();
+        for q in &mut self.queues {
+            q.clear();
+        }
+    }
+
+    /// Objects per kind.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.shadow.keys().filter(|k| Kind::of_key(k) == Some(kind)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dpu_wire::*;
+
+    fn nh(id: u32, gw: u8) -> Object {
+        Object::Nexthop(Nexthop {
+            id,
+            ifindex: 2,
+            gateway: Some(Ip::V4([10, 0, 0, gw])),
+            blackhole: false,
+            onlink: false,
+            fdb: false,
+        })
+    }
+
+    fn route(n: u8, nh: u32) -> Object {
+        Object::Route(Route {
+            key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, n, 0, 0]), 16), metric: 0 },
+            kind: RouteType::Unicast,
+            protocol: 4,
+            scope: 0,
+            nexthops: RouteNexthops::Object(nh),
+        })
+    }
+
+    #[test]
+    fn updates_collapse_to_the_latest_and_keep_dependency_order() {
+        let mut m = Mirror::new();
+        m.upsert(route(1, 5));
+        m.upsert(nh(5, 1));
+        m.upsert(nh(5, 2));
+        m.upsert(nh(5, 3));
+        assert_eq!(m.pending_len(), 2);
+        let ops = m.take(100);
+        assert_eq!(ops, vec![Op::Upsert(nh(5, 3)), Op::Upsert(route(1, 5))], "nexthop first, latest only");
+        // Deleting both: the route goes first.
+        m.delete(&Key::Nexthop(5));
+        m.delete(&route(1, 5).key());
+        let ops = m.take(100);
+        assert_eq!(ops, vec![Op::Delete(route(1, 5).key()), Op::Delete(Key::Nexthop(5))]);
+        assert!(!m.has_pending());
+        // Same object again: nothing to send.
+        m.upsert(nh(5, 3));
+        m.take(100);
+        m.upsert(nh(5, 3));
+        assert!(!m.has_pending());
+    }
+
+    #[test]
+    fn reconcile_sends_only_the_difference() {
+        let mut m = Mirror::new();
+        m.upsert(nh(1, 1));
+        m.upsert(route(1, 1));
+        m.upsert(route(2, 1));
+        m.take(100);
+        m.reconcile(&[Kind::Route, Kind::Nexthop], vec![nh(1, 1), route(1, 1), route(3, 1)]);
+        let ops = m.take(100);
+        assert_eq!(ops, vec![Op::Upsert(route(3, 1)), Op::Delete(route(2, 1).key())]);
+    }
+
+    #[test]
+    fn refused_entries_are_kept_and_retried() {
+        let mut m = Mirror::new();
+        m.upsert(route(1, 1));
+        let ops = m.take(10);
+        assert!(!m.results(&ops, &[(0, Status::TableFull, None)]));
+        assert_eq!(m.refused.get(&route(1, 1).key()), Some(&Status::TableFull));
+        m.retry_refused();
+        assert_eq!(m.take(10), ops);
+        assert!(!m.results(&ops, &[]));
+        assert!(m.refused.is_empty());
+    }
+}

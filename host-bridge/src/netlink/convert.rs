@@ -1,0 +1,575 @@
+//! Kernel messages to wire objects.
+//!
+//! Links, addresses, routes and neighbours are parsed with
+//! netlink-packet-route; nexthop objects and bridge VLANs, which the crate
+//! does not know, are parsed here from their attributes. Parsing is
+//! lenient: unknown attributes are ignored, never fatal. A message that
+//! cannot be parsed at all is an [`Err`], which the caller counts and
+//! answers with a resync of that object type.
+
+use super::socket::*;
+use dpu_wire::*;
+use netlink_packet_core::ParseableParametrized;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+};
+use netlink_packet_route::link::{LinkLayerType, LinkMessage, State};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteNextHopFlags};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use std::net::IpAddr;
+
+/// What one kernel message means for the mirror. Transient: one exists
+/// at a time per message, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Upsert(Object),
+    Delete(Key),
+    /// Several upserts or deletes (a VLAN message covers many VIDs).
+    Many(Vec<Change>),
+    /// Not something the DPU mirrors (a cached route, a NOARP neighbour…).
+    Ignore,
+}
+
+/// The object type a message is about, for targeted resyncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Link,
+    Address,
+    Route,
+    Nexthop,
+    Neighbour,
+    Fdb,
+    Vlan,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] =
+        [Kind::Link, Kind::Address, Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb, Kind::Vlan];
+
+    /// The message type and family header of this kind's dump request.
+    pub fn dump_request(self) -> (u16, Vec<u8>) {
+        match self {
+            Kind::Link => (RTM_GETLINK, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Address => (RTM_GETADDR, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Route => (RTM_GETROUTE, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Nexthop => (RTM_GETNEXTHOP, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Neighbour => (RTM_GETNEIGH, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Fdb => (RTM_GETNEIGH, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Vlan => (RTM_GETVLAN, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0]),
+        }
+    }
+
+    pub fn of_key(k: &Key) -> Option<Kind> {
+        Some(match k {
+            Key::Link(_) => Kind::Link,
+            Key::Address(_) => Kind::Address,
+            Key::Route(_) => Kind::Route,
+            Key::Nexthop(_) | Key::NexthopGroup(_) => Kind::Nexthop,
+            Key::Neighbour(_) => Kind::Neighbour,
+            Key::Fdb(_) => Kind::Fdb,
+            Key::Vlan(_) => Kind::Vlan,
+            Key::Flow(_) => return None,
+        })
+    }
+}
+
+/// The kind a message type carries (the family tells neighbours from FDB).
+pub fn kind_of(msg_type: u16, payload: &[u8]) -> Option<Kind> {
+    Some(match msg_type {
+        RTM_NEWLINK | RTM_DELLINK => Kind::Link,
+        RTM_NEWADDR | RTM_DELADDR => Kind::Address,
+        RTM_NEWROUTE | RTM_DELROUTE => Kind::Route,
+        RTM_NEWNEXTHOP | RTM_DELNEXTHOP => Kind::Nexthop,
+        RTM_NEWNEIGH | RTM_DELNEIGH if payload.first() == Some(&AF_BRIDGE) => Kind::Fdb,
+        RTM_NEWNEIGH | RTM_DELNEIGH => Kind::Neighbour,
+        RTM_NEWVLAN | RTM_DELVLAN => Kind::Vlan,
+        _ => return None,
+    })
+}
+
+/// Converts one message.
+pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
+    match msg_type {
+        RTM_NEWNEXTHOP | RTM_DELNEXTHOP => return nexthop(msg_type == RTM_NEWNEXTHOP, payload),
+        RTM_NEWVLAN | RTM_DELVLAN => return vlan(msg_type == RTM_NEWVLAN, payload),
+        _ => {}
+    }
+    let m = RouteNetlinkMessage::parse_with_param(payload, msg_type).map_err(|e| e.to_string())?;
+    Ok(match m {
+        RouteNetlinkMessage::NewLink(l) => link(&l).map(Change::Upsert).unwrap_or(Change::Ignore),
+        RouteNetlinkMessage::DelLink(l) if l.header.interface_family == AddressFamily::Unspec => {
+            Change::Delete(Key::Link(l.header.index))
+        }
+        RouteNetlinkMessage::NewAddress(a) => {
+            address(&a).map(|a| Change::Upsert(Object::Address(a))).unwrap_or(Change::Ignore)
+        }
+        RouteNetlinkMessage::DelAddress(a) => {
+            address(&a).map(|a| Change::Delete(Key::Address(a.key()))).unwrap_or(Change::Ignore)
+        }
+        RouteNetlinkMessage::NewRoute(r) => {
+            route(&r).map(|r| Change::Upsert(Object::Route(r))).unwrap_or(Change::Ignore)
+        }
+        RouteNetlinkMessage::DelRoute(r) => {
+            route(&r).map(|r| Change::Delete(Key::Route(r.key))).unwrap_or(Change::Ignore)
+        }
+        RouteNetlinkMessage::NewNeighbour(n) => neighbour(&n).unwrap_or(Change::Ignore),
+        RouteNetlinkMessage::DelNeighbour(n) => match neighbour(&n) {
+            Some(Change::Upsert(o)) => Change::Delete(o.key()),
+            _ => Change::Ignore,
+        },
+        _ => Change::Ignore,
+    })
+}
+
+fn ip_of(a: &IpAddr) -> Ip {
+    Ip::from(*a)
+}
+
+fn link(l: &LinkMessage) -> Option<Object> {
+    if l.header.interface_family != AddressFamily::Unspec {
+        return None; // AF_BRIDGE port notifications repeat what we have
+    }
+    let mut name = IfName::new();
+    let (mut mtu, mut mac, mut oper, mut master, mut parent) = (1500, None, OperState::Unknown, 0, 0);
+    let (mut kind, mut vlan_id, mut vni) = (LinkKind::Device, None, None);
+    if l.header.link_layer_type == LinkLayerType::Loopback {
+        kind = LinkKind::Loopback;
+    }
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => {
+                for c in n.chars() {
+                    if name.push(c).is_err() {
+                        break;
+                    }
+                }
+            }
+            LinkAttribute::Mtu(m) => mtu = *m,
+            LinkAttribute::Address(b) if b.len() == 6 => {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(b);
+                mac = Some(Mac(m));
+            }
+            LinkAttribute::OperState(s) => {
+                oper = match s {
+                    State::Up => OperState::Up,
+                    State::Down => OperState::Down,
+                    State::LowerLayerDown => OperState::LowerLayerDown,
+                    State::NotPresent => OperState::NotPresent,
+                    State::Testing => OperState::Testing,
+                    State::Dormant => OperState::Dormant,
+                    _ => OperState::Unknown,
+                }
+            }
+            LinkAttribute::Controller(m) => master = *m,
+            LinkAttribute::Link(p) => parent = *p,
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => {
+                            kind = match k {
+                                InfoKind::Bridge => LinkKind::Bridge,
+                                InfoKind::Vlan => LinkKind::Vlan,
+                                InfoKind::Vxlan => LinkKind::Vxlan,
+                                InfoKind::Veth => LinkKind::Veth,
+                                InfoKind::Bond => LinkKind::Bond,
+                                InfoKind::Dummy => LinkKind::Dummy,
+                                InfoKind::Vrf => LinkKind::Vrf,
+                                _ => LinkKind::Other,
+                            }
+                        }
+                        LinkInfo::Data(InfoData::Vlan(v)) => {
+                            vlan_id =
+                                v.iter().find_map(|x| if let InfoVlan::Id(id) = x { Some(*id) } else { None })
+                        }
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            vni = v
+                                .iter()
+                                .find_map(|x| if let InfoVxlan::Id(id) = x { Some(*id) } else { None })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Object::Link(Link {
+        ifindex: l.header.index,
+        name,
+        kind,
+        mtu: mtu.max(1),
+        mac,
+        oper,
+        admin_up: l.header.flags.contains(LinkFlags::Up),
+        master,
+        parent,
+        vlan_id,
+        vni,
+    }))
+}
+
+fn address(a: &AddressMessage) -> Option<Address> {
+    let mut local = None;
+    let mut addr = None;
+    for x in &a.attributes {
+        match x {
+            AddressAttribute::Local(ip) => local = Some(ip_of(ip)),
+            AddressAttribute::Address(ip) => addr = Some(ip_of(ip)),
+            _ => {}
+        }
+    }
+    let ip = local.or(addr)?;
+    Some(Address {
+        ifindex: a.header.index,
+        prefix: Prefix::new(ip, a.header.prefix_len),
+        scope: u8::from(a.header.scope),
+    })
+}
+
+fn route_addr(a: &RouteAddress) -> Option<Ip> {
+    match a {
+        RouteAddress::Inet(v) => Some(Ip::from(*v)),
+        RouteAddress::Inet6(v) => Some(Ip::from(*v)),
+        _ => None,
+    }
+}
+
+fn route(r: &RouteMessage) -> Option<Route> {
+    const RTM_F_CLONED: u32 = 0x200;
+    let fam = match r.header.address_family {
+        AddressFamily::Inet => Family::V4,
+        AddressFamily::Inet6 => Family::V6,
+        _ => return None,
+    };
+    if r.header.flags.bits() & RTM_F_CLONED != 0 {
+        return None;
+    }
+    use netlink_packet_route::route::RouteType as T;
+    let kind = match r.header.kind {
+        T::Unicast => RouteType::Unicast,
+        T::BlackHole => RouteType::Blackhole,
+        T::Unreachable => RouteType::Unreachable,
+        T::Prohibit => RouteType::Prohibit,
+        T::Local => RouteType::Local,
+        _ => return None,
+    };
+    let zero = match fam {
+        Family::V4 => Ip::V4([0; 4]),
+        Family::V6 => Ip::V6([0; 16]),
+    };
+    let (mut table, mut dst, mut metric) = (r.header.table as u32, zero, 0);
+    let (mut oif, mut gw, mut nh_id, mut multipath) = (0, None, None, None);
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_addr(d)?,
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Oif(o) => oif = *o,
+            RouteAttribute::Gateway(g) => gw = route_addr(g),
+            RouteAttribute::NhId(id) => nh_id = Some(*id),
+            RouteAttribute::MultiPath(hops) => multipath = Some(hops),
+            _ => {}
+        }
+    }
+    // Link-local destinations are never forwarded; every IPv6 port has one
+    // such route, all with the same key.
+    if let Ip::V6(a) = dst {
+        if kind == RouteType::Unicast
+            && a[0] == 0xfe
+            && a[1] & 0xc0 == 0x80
+            && r.header.destination_prefix_length >= 10
+        {
+            return None;
+        }
+    }
+    let onlink = r.header.flags.bits() & 0x4 != 0;
+    let nexthops = if kind != RouteType::Unicast {
+        RouteNexthops::None
+    } else if let Some(id) = nh_id {
+        RouteNexthops::Object(id)
+    } else if let Some(hops) = multipath {
+        let mut v = heapless::Vec::new();
+        for h in hops {
+            let gateway = h.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Gateway(g) => route_addr(g),
+                _ => None,
+            });
+            let p = Path {
+                ifindex: h.interface_index,
+                gateway,
+                weight: h.hops as u16 + 1,
+                onlink: h.flags.contains(RouteNextHopFlags::Onlink),
+            };
+            if v.push(p).is_err() {
+                break; // more than MAX_PATHS: the first ones
+            }
+        }
+        RouteNexthops::Paths(v)
+    } else {
+        let mut v = heapless::Vec::new();
+        let _ = v.push(Path { ifindex: oif, gateway: gw, weight: 1, onlink });
+        RouteNexthops::Paths(v)
+    };
+    Some(Route {
+        key: RouteKey { table, dst: Prefix::new(dst, r.header.destination_prefix_length), metric },
+        kind,
+        protocol: u8::from(r.header.protocol),
+        scope: u8::from(r.header.scope),
+        nexthops,
+    })
+}
+
+fn mac_of(b: &[u8]) -> Option<Mac> {
+    (b.len() == 6).then(|| {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(b);
+        Mac(m)
+    })
+}
+
+fn neighbour(n: &NeighbourMessage) -> Option<Change> {
+    const NUD_NOARP: u16 = 0x40;
+    const NUD_PERMANENT: u16 = 0x80;
+    let state = u16::from(n.header.state);
+    let mut ip = None;
+    let (mut mac, mut vid, mut master, mut vni) = (None, 0u16, 0u32, None);
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => ip = Some(Ip::from(*v)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => ip = Some(Ip::from(*v)),
+            NeighbourAttribute::LinkLayerAddress(b) => mac = mac_of(b),
+            NeighbourAttribute::Vlan(v) => vid = *v,
+            NeighbourAttribute::Controller(m) => master = *m,
+            NeighbourAttribute::Vni(v) => vni = Some(*v),
+            _ => {}
+        }
+    }
+    match n.header.family {
+        AddressFamily::Bridge => Some(Change::Upsert(Object::Fdb(FdbEntry {
+            ifindex: n.header.ifindex,
+            mac: mac?,
+            vid,
+            master,
+            is_static: state & (NUD_NOARP | NUD_PERMANENT) != 0,
+            remote: ip,
+            vni,
+        }))),
+        AddressFamily::Inet | AddressFamily::Inet6 => {
+            if state & NUD_NOARP != 0 {
+                return Some(Change::Ignore);
+            }
+            Some(Change::Upsert(Object::Neighbour(Neighbour {
+                ifindex: n.header.ifindex,
+                ip: ip?,
+                mac,
+                state,
+                router: n.header.flags.contains(NeighbourFlags::Router),
+            })))
+        }
+        _ => None,
+    }
+}
+
+fn u32_of(v: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+fn u16_of(v: &[u8]) -> Option<u16> {
+    Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?))
+}
+
+fn ip_bytes(v: &[u8]) -> Option<Ip> {
+    match v.len() {
+        4 => Some(Ip::V4(v.try_into().ok()?)),
+        16 => Some(Ip::V6(v.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// `RTM_NEWNEXTHOP` / `RTM_DELNEXTHOP`: `struct nhmsg` (family, scope,
+/// protocol, reserved, flags u32) and `NHA_*` attributes.
+pub fn nexthop(new: bool, p: &[u8]) -> Result<Change, String> {
+    const NHA_ID: u16 = 1;
+    const NHA_GROUP: u16 = 2;
+    const NHA_GROUP_TYPE: u16 = 3;
+    const NHA_BLACKHOLE: u16 = 4;
+    const NHA_OIF: u16 = 5;
+    const NHA_GATEWAY: u16 = 6;
+    const NHA_FDB: u16 = 11;
+    const NHA_RES_GROUP: u16 = 12;
+    const NHA_RES_GROUP_BUCKETS: u16 = 1;
+    const RTNH_F_ONLINK: u32 = 4;
+    if p.len() < 8 {
+        return Err("nexthop message shorter than struct nhmsg".into());
+    }
+    let flags = u32_of(&p[4..8]).unwrap_or(0);
+    let (mut id, mut oif, mut gw, mut blackhole, mut fdb) = (None, 0, None, false, false);
+    let (mut group, mut group_type, mut buckets) = (None, 0u16, None);
+    for (t, v) in attrs(&p[8..]) {
+        match t {
+            NHA_ID => id = u32_of(v),
+            NHA_OIF => oif = u32_of(v).unwrap_or(0),
+            NHA_GATEWAY => gw = ip_bytes(v),
+            NHA_BLACKHOLE => blackhole = true,
+            NHA_FDB => fdb = true,
+            NHA_GROUP => group = Some(v),
+            NHA_GROUP_TYPE => group_type = u16_of(v).unwrap_or(0),
+            NHA_RES_GROUP => {
+                buckets = attrs(v).find(|(t, _)| *t == NHA_RES_GROUP_BUCKETS).and_then(|(_, v)| u16_of(v))
+            }
+            _ => {}
+        }
+    }
+    let id = id.ok_or("nexthop message without NHA_ID")?;
+    if let Some(g) = group {
+        if !new {
+            return Ok(Change::Delete(Key::NexthopGroup(id)));
+        }
+        // struct nexthop_grp: id u32, weight u8, weight_high u8 (6.12+,
+        // reserved before), reserved u16; the weight is stored minus one.
+        let mut members = heapless::Vec::new();
+        for m in g.chunks_exact(8) {
+            let mid = u32_of(m).unwrap_or(0);
+            let weight = ((m[5] as u32) << 8 | m[4] as u32) + 1;
+            members
+                .push(GroupMember { id: mid, weight: weight.min(u16::MAX as u32) as u16 })
+                .map_err(|_| format!("nexthop group {id}: more than {MAX_GROUP_MEMBERS} members"))?;
+        }
+        let resilient_buckets = if group_type == 1 { Some(buckets.unwrap_or(0)) } else { None };
+        return Ok(Change::Upsert(Object::NexthopGroup(NexthopGroup { id, members, resilient_buckets })));
+    }
+    if !new {
+        return Ok(Change::Delete(Key::Nexthop(id)));
+    }
+    Ok(Change::Upsert(Object::Nexthop(Nexthop {
+        id,
+        ifindex: oif,
+        gateway: gw,
+        blackhole,
+        onlink: flags & RTNH_F_ONLINK != 0,
+        fdb,
+    })))
+}
+
+/// `RTM_NEWVLAN` / `RTM_DELVLAN`: `struct br_vlan_msg` (family, reserved,
+/// ifindex u32) and `BRIDGE_VLANDB_ENTRY` nests. Ranges are expanded into
+/// one object per VID, so that the mirror's keys do not depend on how the
+/// kernel happened to group VIDs in a message.
+pub fn vlan(new: bool, p: &[u8]) -> Result<Change, String> {
+    const BRIDGE_VLANDB_ENTRY: u16 = 1;
+    const ENTRY_INFO: u16 = 1;
+    const ENTRY_RANGE: u16 = 2;
+    const PVID: u16 = 2;
+    const UNTAGGED: u16 = 4;
+    if p.len() < 8 {
+        return Err("vlan message shorter than struct br_vlan_msg".into());
+    }
+    let ifindex = u32_of(&p[4..8]).unwrap_or(0);
+    let mut out = Vec::new();
+    for (t, v) in attrs(&p[8..]) {
+        if t != BRIDGE_VLANDB_ENTRY {
+            continue;
+        }
+        let (mut info, mut end) = (None, None);
+        for (t, v) in attrs(v) {
+            match t {
+                ENTRY_INFO if v.len() >= 4 => {
+                    info = Some((u16_of(v).unwrap_or(0), u16_of(&v[2..]).unwrap_or(0)))
+                }
+                ENTRY_RANGE => end = u16_of(v),
+                _ => {}
+            }
+        }
+        let Some((flags, vid)) = info else { continue };
+        let last = end.unwrap_or(vid).max(vid);
+        for v in vid..=last.min(4094) {
+            let r = VlanRange {
+                ifindex,
+                vid_start: v,
+                vid_end: v,
+                pvid: flags & PVID != 0,
+                untagged: flags & UNTAGGED != 0,
+            };
+            out.push(if new { Change::Upsert(Object::Vlan(r)) } else { Change::Delete(Key::Vlan(r.key())) });
+        }
+    }
+    Ok(Change::Many(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(t: u16, v: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+        b.extend_from_slice(&t.to_ne_bytes());
+        b.extend_from_slice(v);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        b
+    }
+
+    #[test]
+    fn nexthop_objects_and_groups() {
+        let mut p = vec![AF_INET, 0, 4, 0, 0, 0, 0, 0];
+        p.extend(attr(1, &7u32.to_ne_bytes()));
+        p.extend(attr(5, &3u32.to_ne_bytes()));
+        p.extend(attr(6, &[192, 0, 2, 1]));
+        p.extend(attr(99, &[1, 2, 3])); // unknown: ignored
+        let c = nexthop(true, &p).expect("parses");
+        assert_eq!(
+            c,
+            Change::Upsert(Object::Nexthop(Nexthop {
+                id: 7,
+                ifindex: 3,
+                gateway: Some(Ip::V4([192, 0, 2, 1])),
+                blackhole: false,
+                onlink: false,
+                fdb: false
+            }))
+        );
+        let mut g = vec![AF_UNSPEC, 0, 4, 0, 0, 0, 0, 0];
+        g.extend(attr(1, &9u32.to_ne_bytes()));
+        let mut members = Vec::new();
+        members.extend_from_slice(&7u32.to_ne_bytes());
+        members.extend_from_slice(&[0, 0, 0, 0]); // weight 1
+        members.extend_from_slice(&8u32.to_ne_bytes());
+        members.extend_from_slice(&[2, 0, 0, 0]); // weight 3
+        g.extend(attr(2, &members));
+        let Ok(Change::Upsert(Object::NexthopGroup(grp))) = nexthop(true, &g) else { panic!("group") };
+        assert_eq!(grp.id, 9);
+        assert_eq!(grp.members.iter().map(|m| (m.id, m.weight)).collect::<Vec<_>>(), vec![(7, 1), (8, 3)]);
+        assert_eq!(nexthop(false, &g), Ok(Change::Delete(Key::NexthopGroup(9))));
+        assert!(nexthop(true, &[0, 1]).is_err());
+        assert!(nexthop(true, &[0; 8]).is_err(), "no id");
+    }
+
+    #[test]
+    fn vlan_ranges_expand_per_vid() {
+        let mut p = vec![AF_BRIDGE, 0, 0, 0];
+        p.extend_from_slice(&5u32.to_ne_bytes());
+        let mut e = attr(1, &[(2u16 | 4).to_ne_bytes(), 10u16.to_ne_bytes()].concat());
+        e.extend(attr(2, &12u16.to_ne_bytes()));
+        p.extend(attr(1, &e));
+        let Ok(Change::Many(v)) = vlan(true, &p) else { panic!("vlan") };
+        assert_eq!(v.len(), 3);
+        assert_eq!(
+            v[2],
+            Change::Upsert(Object::Vlan(VlanRange {
+                ifindex: 5,
+                vid_start: 12,
+                vid_end: 12,
+                pvid: true,
+                untagged: true
+            }))
+        );
+    }
+}

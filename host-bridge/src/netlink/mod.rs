@@ -1,0 +1,7 @@
+//! The kernel side: a NETLINK_ROUTE socket and the conversion of its
+//! messages into wire objects.
+pub mod convert;
+pub mod socket;
+
+pub use convert::{convert, kind_of, Change, Kind};
+pub use socket::NlSocket;

@@ -1,0 +1,183 @@
+//! A NETLINK_ROUTE socket on nix: subscriptions, dump requests, and
+//! splitting received datagrams into messages.
+
+use nix::sys::socket::{
+    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+    SockProtocol, SockType,
+};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+pub const NLMSG_NOOP: u16 = 1;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const NLMSG_OVERRUN: u16 = 4;
+pub const NLM_F_REQUEST: u16 = 1;
+pub const NLM_F_MULTI: u16 = 2;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_DUMP_INTR: u16 = 16;
+
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
+pub const RTM_GETLINK: u16 = 18;
+pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_DELADDR: u16 = 21;
+pub const RTM_GETADDR: u16 = 22;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_NEWNEIGH: u16 = 28;
+pub const RTM_DELNEIGH: u16 = 29;
+pub const RTM_GETNEIGH: u16 = 30;
+pub const RTM_NEWNEXTHOP: u16 = 104;
+pub const RTM_DELNEXTHOP: u16 = 105;
+pub const RTM_GETNEXTHOP: u16 = 106;
+pub const RTM_NEWVLAN: u16 = 112;
+pub const RTM_DELVLAN: u16 = 113;
+pub const RTM_GETVLAN: u16 = 114;
+
+pub const AF_UNSPEC: u8 = 0;
+pub const AF_INET: u8 = 2;
+pub const AF_BRIDGE: u8 = 7;
+pub const AF_INET6: u8 = 10;
+
+/// The multicast groups the mirror listens to.
+pub mod group {
+    pub const LINK: u32 = 1;
+    pub const NEIGH: u32 = 3;
+    pub const IPV4_IFADDR: u32 = 5;
+    pub const IPV4_ROUTE: u32 = 7;
+    pub const IPV6_IFADDR: u32 = 9;
+    pub const IPV6_ROUTE: u32 = 11;
+    pub const NEXTHOP: u32 = 32;
+    pub const BRVLAN: u32 = 33;
+    pub const ALL: [u32; 8] =
+        [LINK, NEIGH, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, NEXTHOP, BRVLAN];
+}
+
+/// One received netlink message.
+#[derive(Clone, Copy, Debug)]
+pub struct Msg<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+pub struct NlSocket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl AsFd for NlSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+const SOL_NETLINK: i32 = 270;
+const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+
+impl NlSocket {
+    /// A socket subscribed to `groups`, with a receive buffer of
+    /// `rcvbuf` bytes (0: the system default).
+    pub fn open(groups: &[u32], rcvbuf: usize) -> io::Result<Self> {
+        let fd = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+        if rcvbuf > 0 {
+            // RcvBufForce needs CAP_NET_ADMIN; fall back to the capped one.
+            if setsockopt(&fd, sockopt::RcvBufForce, &rcvbuf).is_err() {
+                setsockopt(&fd, sockopt::RcvBuf, &rcvbuf)?;
+            }
+        }
+        for &g in groups {
+            // nix has no NETLINK_ADD_MEMBERSHIP option; groups above 31
+            // cannot go through bind's bitmask.
+            // SAFETY: a valid fd and a u32 option value of the right size.
+            let r = unsafe {
+                nix::libc::setsockopt(
+                    fd.as_raw_fd(),
+                    SOL_NETLINK,
+                    NETLINK_ADD_MEMBERSHIP,
+                    (&g as *const u32).cast(),
+                    std::mem::size_of::<u32>() as u32,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(NlSocket { fd, seq: 0 })
+    }
+
+    /// Sends a dump request for `kind` with the given family header.
+    pub fn request_dump(&mut self, kind: u16, header: &[u8]) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let len = 16 + header.len();
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&(len as u32).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        b.extend_from_slice(&self.seq.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(header);
+        send(self.fd.as_raw_fd(), &b, MsgFlags::empty())?;
+        Ok(self.seq)
+    }
+
+    /// Receives one datagram.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(recv(self.fd.as_raw_fd(), buf, MsgFlags::empty())?)
+    }
+}
+
+/// Splits a datagram into messages; stops at the first malformed header.
+pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
+    std::iter::from_fn(move || {
+        if buf.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len < 16 || len > buf.len() {
+            return None;
+        }
+        let m = Msg {
+            kind: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
+            seq: u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            payload: &buf[16..len],
+        };
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(m)
+    })
+}
+
+/// Netlink attributes: (type without flags, value).
+pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        if len < 4 || len > buf.len() {
+            return None;
+        }
+        let v = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some((kind, v))
+    })
+}
+
+/// The error code of an NLMSG_ERROR message (0 is an ack).
+pub fn error_code(payload: &[u8]) -> i32 {
+    if payload.len() < 4 {
+        return -nix::libc::EINVAL;
+    }
+    i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]])
+}
