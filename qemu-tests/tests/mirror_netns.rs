@@ -211,7 +211,9 @@ fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
     let mut out = BTreeSet::new();
     for (fam, v6) in [("-4", false), ("-6", true)] {
         for r in json(ns, &[fam, "route", "show", "table", "all"]).as_array().into_iter().flatten() {
-            let kind = r["type"].as_str().unwrap_or("unicast");
+            // A route through a blackhole nexthop object shows as a
+            // blackhole route; the mirror keeps it as a route through it.
+            let kind = if r["nhid"].is_u64() { "unicast" } else { r["type"].as_str().unwrap_or("unicast") };
             if !matches!(kind, "unicast" | "local" | "blackhole" | "unreachable" | "prohibit") {
                 continue;
             }
@@ -339,6 +341,10 @@ fn mirror_follows_the_kernel() {
 
     // A nexthop object goes: its routes go silently in the kernel.
     s.sh("ip nexthop del id 20");
+    s.converge(20);
+    s.sh("ip nexthop add id 40 blackhole; ip route add 10.90.0.0/16 nhid 40");
+    s.converge(20);
+    s.sh("ip nexthop del id 40");
     s.converge(20);
 
     // A link goes down: IPv4 routes through it are flushed without a word.

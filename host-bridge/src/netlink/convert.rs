@@ -288,6 +288,10 @@ fn route(r: &RouteMessage) -> Option<Route> {
             return None;
         }
     }
+    // A route through a blackhole nexthop object is reported as a
+    // blackhole route; it is still a route through that object, and must
+    // go with it.
+    let kind = if nh_id.is_some() && kind == RouteType::Blackhole { RouteType::Unicast } else { kind };
     let onlink = r.header.flags.bits() & 0x4 != 0;
     let nexthops = if kind != RouteType::Unicast {
         RouteNexthops::None
