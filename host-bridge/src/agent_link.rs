@@ -288,6 +288,19 @@ impl<S: Transport> AgentLink<S> {
         Ok(())
     }
 
+    /// Ends a snapshot begun with `send(HostMsg::SnapshotBegin)` and waits
+    /// for the agent's (unchanged, written, removed) report.
+    pub fn end_snapshot(&mut self, generation: u32) -> Result<(u32, u32, u32), LinkError> {
+        self.send(HostMsg::SnapshotEnd { generation })?;
+        let (rep, _) = self.recv_until(|e| match e {
+            AgentEvent::SnapshotDone { generation: g, unchanged, written, removed } if *g == generation => {
+                Some((*unchanged, *written, *removed))
+            }
+            _ => None,
+        })?;
+        Ok(rep)
+    }
+
     /// A full resync: begin, every object, end. Returns the per-entry
     /// results and the agent's (unchanged, written, removed) report.
     pub fn snapshot(
@@ -297,14 +310,7 @@ impl<S: Transport> AgentLink<S> {
     ) -> Result<(BatchResult, (u32, u32, u32)), LinkError> {
         self.send(HostMsg::SnapshotBegin { generation })?;
         let r = self.apply(ops)?;
-        self.send(HostMsg::SnapshotEnd { generation })?;
-        let (rep, _) = self.recv_until(|e| match e {
-            AgentEvent::SnapshotDone { generation: g, unchanged, written, removed } if *g == generation => {
-                Some((*unchanged, *written, *removed))
-            }
-            _ => None,
-        })?;
-        Ok((r, rep))
+        Ok((r, self.end_snapshot(generation)?))
     }
 
     /// Asks for every counter and waits for the complete answer.

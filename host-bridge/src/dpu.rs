@@ -8,7 +8,8 @@
 
 use crate::agent_link::{AgentEvent, AgentLink, LinkError};
 use crate::kernel::Shared;
-use dpu_wire::{AgentHello, StatEntry, StatKey};
+use crate::mirror::decode_chunk;
+use dpu_wire::{AgentHello, HostMsg, StatEntry, StatKey};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -81,19 +82,26 @@ fn session(
     loop {
         // A full snapshot: everything in the shadow.
         *generation = generation.wrapping_add(1);
-        let ops = {
+        let all = {
             let mut m = shared.lock();
             m.clear_pending();
             m.snapshot()
         };
-        let (r, (unchanged, written, removed)) = link.snapshot(*generation, &ops)?;
-        let freed = shared.lock().results(&ops, &r.failures);
+        link.send(HostMsg::SnapshotBegin { generation: *generation })?;
+        let (mut freed, mut refused) = (false, 0);
+        for chunk in all.chunks(BATCH) {
+            let ops = decode_chunk(chunk);
+            let r = link.apply(&ops)?;
+            refused += r.failures.len();
+            freed |= shared.lock().results(&ops, &r.failures);
+        }
+        let (unchanged, written, removed) = link.end_snapshot(*generation)?;
         crate::log!(
-            "snapshot {}: {} objects, {} refused; hardware {unchanged} unchanged, {written} written, {removed} removed",
+            "snapshot {}: {} objects, {refused} refused; hardware {unchanged} unchanged, {written} written, {removed} removed",
             generation,
-            ops.len(),
-            r.failures.len()
+            all.len(),
         );
+        drop(all);
         let g = *generation;
         st(&mut |s| {
             s.snapshots += 1;

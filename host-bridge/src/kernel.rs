@@ -113,7 +113,7 @@ fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
     match change {
         Change::Upsert(o) => {
             if let Object::Link(l) = &o {
-                let was_up = m.shadow.get(&Key::Link(l.ifindex)).is_some_and(link_up);
+                let was_up = m.get(&Key::Link(l.ifindex)).is_some_and(|o| link_up(&o));
                 if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
                     // IPv4 routes and neighbours go silently with the link.
                     redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
@@ -134,18 +134,13 @@ fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
                     ]);
                     // What lived on the link is gone now, whatever the
                     // re-dump finds later.
-                    let on_link: Vec<Key> = m
-                        .shadow
-                        .iter()
-                        .filter(|(_, o)| match o {
-                            Object::Neighbour(n) => n.ifindex == ifindex,
-                            Object::Fdb(f) => f.ifindex == ifindex,
-                            Object::Vlan(v) => v.ifindex == ifindex,
-                            Object::Address(a) => a.ifindex == ifindex,
-                            _ => false,
-                        })
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let on_link: Vec<Key> = m.select(|o| match o {
+                        Object::Neighbour(n) => n.ifindex == ifindex,
+                        Object::Fdb(f) => f.ifindex == ifindex,
+                        Object::Vlan(v) => v.ifindex == ifindex,
+                        Object::Address(a) => a.ifindex == ifindex,
+                        _ => false,
+                    });
                     for k in on_link {
                         m.delete(&k);
                     }
@@ -153,14 +148,8 @@ fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
                 Key::Nexthop(id) | Key::NexthopGroup(id) => {
                     // The kernel deletes routes through a deleted nexthop
                     // object without a word.
-                    let users: Vec<Key> = m
-                        .shadow
-                        .iter()
-                        .filter(
-                            |(_, o)| matches!(o, Object::Route(r) if r.nexthops == RouteNexthops::Object(id)),
-                        )
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let users = m
+                        .select(|o| matches!(o, Object::Route(r) if r.nexthops == RouteNexthops::Object(id)));
                     for u in users {
                         m.delete(&u);
                     }
@@ -191,7 +180,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     {
         let mut m = shared.lock();
         m.ready = true;
-        crate::log!("initial sync: {} objects mirrored", m.shadow.len());
+        crate::log!("initial sync: {} objects mirrored", m.len());
     }
     shared.wake.notify_all();
     let mut buf = vec![0u8; BUF];

@@ -1,5 +1,9 @@
 //! The shadow of the kernel's state and what the DPU still has to hear.
 //!
+//! The shadow keeps each object in its wire encoding (postcard, about 16
+//! bytes for an IPv4 route) keyed by its natural key: what the DPU gets is
+//! exactly what is compared, and memory stays near 100 bytes per route.
+//!
 //! Every kernel change updates the shadow first. A change that really
 //! changes an object marks its key pending; a key pending twice is sent
 //! once, with its latest state, so memory is bounded by the number of
@@ -43,7 +47,7 @@ pub struct MirrorCounters {
 
 #[derive(Default)]
 pub struct Mirror {
-    pub shadow: HashMap<Key, Object>,
+    shadow: HashMap<Key, Box<[u8]>>,
     /// Pending keys: true for upsert, false for delete.
     pending: HashMap<Key, bool>,
     queues: [VecDeque<Key>; RANKS],
@@ -71,12 +75,41 @@ impl Mirror {
     /// A kernel upsert.
     pub fn upsert(&mut self, o: Object) {
         let key = o.key();
-        if self.shadow.get(&key) == Some(&o) {
+        let Ok(bytes) = postcard::to_allocvec(&o) else { return };
+        if self.shadow.get(&key).is_some_and(|b| **b == *bytes) {
             return;
         }
         self.counters.changes += 1;
-        self.shadow.insert(key, o);
+        self.shadow.insert(key, bytes.into_boxed_slice());
         self.mark(key, true);
+    }
+
+    /// The mirrored object with this key.
+    pub fn get(&self, key: &Key) -> Option<Object> {
+        self.shadow.get(key).and_then(|b| postcard::from_bytes(b).ok())
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.shadow.contains_key(key)
+    }
+
+    /// Every mirrored object.
+    pub fn objects(&self) -> impl Iterator<Item = (Key, Object)> + '_ {
+        self.shadow.iter().filter_map(|(k, b)| postcard::from_bytes(b).ok().map(|o| (*k, o)))
+    }
+
+    /// Keys of the objects `f` selects.
+    pub fn select(&self, mut f: impl FnMut(&Object) -> bool) -> Vec<Key> {
+        self.objects().filter(|(_, o)| f(o)).map(|(k, _)| k).collect()
+    }
+
+    /// Number of mirrored objects.
+    pub fn len(&self) -> usize {
+        self.shadow.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.shadow.is_empty()
     }
 
     /// A kernel delete (or one the mirror worked out).
@@ -134,8 +167,8 @@ impl Mirror {
             match self.pending.get(&k) {
                 Some(&u) if u == upserts => {
                     self.pending.remove(&k);
-                    match (u, self.shadow.get(&k)) {
-                        (true, Some(o)) => out.push(Op::Upsert(o.clone())),
+                    match (u, self.get(&k)) {
+                        (true, Some(o)) => out.push(Op::Upsert(o)),
                         (false, _) => out.push(Op::Delete(k)),
                         (true, None) => {}
                     }
@@ -196,11 +229,12 @@ impl Mirror {
         }
     }
 
-    /// Everything in the shadow, in dependency order: a snapshot.
-    pub fn snapshot(&self) -> Vec<Op> {
-        let mut v: Vec<&Object> = self.shadow.values().collect();
-        v.sort_by_key(|o| rank(&o.key()));
-        v.into_iter().cloned().map(Op::Upsert).collect()
+    /// Everything in the shadow, in dependency order, still encoded: a
+    /// snapshot to send in chunks with [`decode_chunk`].
+    pub fn snapshot(&self) -> Vec<(Key, Box<[u8]>)> {
+        let mut v: Vec<(Key, Box<[u8]>)> = self.shadow.iter().map(|(k, b)| (*k, b.clone())).collect();
+        v.sort_by_key(|(k, _)| rank(k));
+        v
     }
 
     /// Forgets pending work (a snapshot covers it).
@@ -215,6 +249,11 @@ impl Mirror {
     pub fn count(&self, kind: Kind) -> usize {
         self.shadow.keys().filter(|k| Kind::of_key(k) == Some(kind)).count()
     }
+}
+
+/// Decodes part of a [`Mirror::snapshot`] into upserts.
+pub fn decode_chunk(chunk: &[(Key, Box<[u8]>)]) -> Vec<Op> {
+    chunk.iter().filter_map(|(_, b)| postcard::from_bytes(b).ok().map(Op::Upsert)).collect()
 }
 
 #[cfg(test)]

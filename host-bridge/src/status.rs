@@ -49,9 +49,10 @@ pub fn status(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
     let mut fdb = Vec::new();
     let mut links = Vec::new();
     let mut refused = Vec::new();
-    for (k, o) in &m.shadow {
+    for (k, o) in m.objects() {
+        let k = &k;
         let rf = m.refused.get(k);
-        match o {
+        match &o {
             Object::Route(r) => routes.push(route_json(r, rf, d.stats.get(&StatKey::Route(r.key)))),
             Object::Nexthop(n) => nexthops.push(json!({
                 "id": n.id, "dev": n.ifindex, "gateway": n.gateway.as_ref().map(ip), "blackhole": n.blackhole,
