@@ -14,6 +14,7 @@ dpu-hw: inspect the DPU hardware region and send packets through it.
 USAGE:
     dpu-hw dump REGION              Print every valid entry of every table, with
                                     counters and the write/invalidate registers
+    dpu-hw usage REGION             Print entries in use per table, and the registers
     dpu-hw inject REGION [PACKET]   Run packets through the forwarding pipeline,
                                     incrementing the hardware counters, and print
                                     the decision
@@ -134,6 +135,18 @@ fn main() -> ExitCode {
             Ok(())
         }
         "inject" => inject(&region, args),
+        "usage" => {
+            for id in dpu_hw::TableId::ALL {
+                let d = region.desc(id);
+                let used = (0..d.capacity).filter(|&s| region.is_valid(id, s)).count();
+                let (w, i) = (
+                    region.writes_reg(id).load(std::sync::atomic::Ordering::Relaxed),
+                    region.invalidates_reg(id).load(std::sync::atomic::Ordering::Relaxed),
+                );
+                println!("{} {used} {} {w} {i}", id.name(), d.capacity);
+            }
+            Ok(())
+        }
         other => Err(format!("unknown command {other:?} (see --help)")),
     };
     match r {

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark of the mirror at scale (not a test, not in CI): in a fresh
+# netns, 1,000,000 IPv4 routes through nexthop objects plus 200,000 IPv6
+# routes installed with `ip -batch`, while host-bridge mirrors them into the
+# agent built for the dpu-1m board. Prints the kernel's install time, the
+# time until the DPU hardware holds every route and their ratio,
+# host-bridge and agent peak RSS, bytes per route, wire bytes per route and
+# events per second.
+#
+#   bash qemu-tests/bench-mirror.sh [V4_ROUTES] [V6_ROUTES] [native|qemu]
+set -euo pipefail
+n4=${1:-1000000}
+n6=${2:-200000}
+mode=${3:-native}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash cross/setup.sh >/dev/null
+echo "building (release, dpu-1m board)..." >&2
+DPU_BOARD=dpu-1m CARGO_TARGET_DIR=target/boards/dpu-1m cargo build --quiet --release -p dpu-agent --bins
+cargo build --quiet --release -p host-bridge -p dpu-hw --bins
+if [ "$mode" = qemu ]; then agent=(qemu-aarch64-static "$(bash cross/build-agent.sh dpu-1m)"); else agent=(target/boards/dpu-1m/release/dpu-agent); fi
+ns=hb-bench-$$
+work=$(mktemp -d)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip -n "$ns" link add v0 type veth peer name v1
+ip -n "$ns" link set v0 up; ip -n "$ns" link set v1 up
+ip -n "$ns" addr add 192.0.2.1/24 dev v0
+ip -n "$ns" -6 addr add 2001:db8::1/64 dev v0 nodad
+for i in $(seq 1 16); do
+    ip -n "$ns" nexthop add id "$i" via "192.0.2.$((100 + i))" dev v0
+    ip -n "$ns" nexthop add id "$((100 + i))" via "2001:db8::$((100 + i))" dev v0
+done
+python3 - "$n4" "$n6" > "$work/batch" <<'PY'
+import sys
+n4, n6 = int(sys.argv[1]), int(sys.argv[2])
+w = sys.stdout.write
+for i in range(n4):
+    w(f"route add {1 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}.0/24 nhid {1 + i % 16}\n")
+for i in range(n6):
+    w(f"route add 2001:db8:{(i >> 16) + 1:x}:{i & 0xffff:x}::/64 nhid {101 + i % 16}\n")
+PY
+"${agent[@]}" --listen "unix:$work/agent.sock" --hw "$work/hw" --stats-interval 0 2>"$work/agent.log" &
+apid=$!; pids+=($apid)
+for _ in $(seq 200); do [ -S "$work/agent.sock" ] && break; sleep 0.05; done
+target/release/host-bridge run --netns "$ns" --agent "$work/agent.sock" --status "$work/status.sock" --rcvbuf $((256 << 20)) 2>"$work/hb.log" &
+hpid=$!; pids+=($hpid)
+for _ in $(seq 200); do grep -q "snapshot 1:" "$work/hb.log" 2>/dev/null && break; sleep 0.05; done
+base4=$(target/release/dpu-hw usage "$work/hw" | awk '$1=="route4"{print $2}')
+base6=$(target/release/dpu-hw usage "$work/hw" | awk '$1=="route6"{print $2}')
+rss_idle=$(awk '/VmRSS/{print $2}' /proc/$hpid/status)
+echo "installing $n4 IPv4 + $n6 IPv6 routes with ip -batch..." >&2
+t0=$(date +%s.%N)
+ip -n "$ns" -batch "$work/batch"
+t1=$(date +%s.%N)
+while :; do
+    read -r u4 u6 < <(target/release/dpu-hw usage "$work/hw" | awk '$1=="route4"{a=$2} $1=="route6"{b=$2} END{print a, b}')
+    [ "$u4" -ge $((base4 + n4)) ] && [ "$u6" -ge $((base6 + n6)) ] && break
+    sleep 0.05
+done
+t2=$(date +%s.%N)
+sleep 0.5
+hb_hwm=$(awk '/VmHWM/{print $2}' /proc/$hpid/status)
+ag_hwm=$(awk '/VmHWM/{print $2}' /proc/$apid/status)
+status=$(target/release/host-bridge status --json --status "$work/status.sock")
+echo "$status" | python3 -c "
+import json, sys
+t0, t1, t2 = $t0, $t1, $t2; n4, n6 = $n4, $n6; n = n4 + n6
+idle, hb, ag = $rss_idle, $hb_hwm, $ag_hwm
+s = json.load(sys.stdin)
+c = s['host_bridge']['counters']; d = s['dpu']
+print(f'routes                  {n4} IPv4 + {n6} IPv6 (agent: $mode, board dpu-1m)')
+print(f'kernel install          {t1 - t0:8.2f} s  ({n / (t1 - t0):,.0f} routes/s)')
+print(f'DPU holds all           {t2 - t0:8.2f} s  after the batch started')
+print(f'ratio                   {(t2 - t0) / (t1 - t0):8.2f}  (target <= 1.2)')
+print(f'host-bridge peak RSS    {hb / 1024:8.1f} MiB, {(hb - idle) * 1024 / n:.0f} bytes/route above idle (target <= 200)')
+print(f'agent peak RSS          {ag / 1024:8.1f} MiB')
+print(f'wire bytes/route        {d[\"wire_bytes\"] / n:8.2f}  (all frames; target <= 24 per IPv4 update)')
+print(f'events                  {c[\"events\"]} ({c[\"events\"] / (t2 - t0):,.0f}/s), overflows {c[\"overflows\"]}, resyncs {c[\"resyncs\"]}, collapsed {c[\"collapsed\"]}')
+"
