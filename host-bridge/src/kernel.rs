@@ -10,6 +10,7 @@
 //! a deleted nexthop object, and after a link goes down or away, a re-dump
 //! of routes, nexthops, neighbours and FDB entries.
 
+use crate::config::Config;
 use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 use crate::netlink::{convert, kind_of, Change, Kind, NlSocket};
@@ -81,7 +82,7 @@ pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
 }
 
 /// Dumps `kinds` and reconciles the shadow with them.
-pub fn resync(shared: &Shared, sock: &mut NlSocket, kinds: &[Kind]) -> io::Result<()> {
+pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]) -> io::Result<()> {
     let mut fresh = Vec::new();
     let mut bad = 0;
     for &k in kinds {
@@ -98,6 +99,16 @@ pub fn resync(shared: &Shared, sock: &mut NlSocket, kinds: &[Kind]) -> io::Resul
     let mut m = shared.lock();
     m.counters.resyncs += 1;
     m.counters.parse_errors += bad;
+    // Links first, so that the others can be filtered by link name.
+    if kinds.contains(&Kind::Link) {
+        let links: Vec<Object> = fresh
+            .iter()
+            .filter(|o| matches!(o, Object::Link(_)) && cfg.offloaded(o, |_| None))
+            .cloned()
+            .collect();
+        m.reconcile(&[Kind::Link], links);
+    }
+    let fresh: Vec<Object> = fresh.into_iter().filter(|o| offloaded(&m, cfg, o)).collect();
     m.reconcile(kinds, fresh);
     drop(m);
     shared.wake.notify_all();
@@ -109,8 +120,9 @@ fn link_up(o: &Object) -> bool {
 }
 
 /// Applies one change; returns the object types to re-dump because of it.
-fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
+fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
     match change {
+        Change::Upsert(o) if !offloaded(m, cfg, &o) => m.delete(&o.key()),
         Change::Upsert(o) => {
             if let Object::Link(l) = &o {
                 let was_up = m.get(&Key::Link(l.ifindex)).is_some_and(|o| link_up(&o));
@@ -160,23 +172,31 @@ fn apply(m: &mut Mirror, change: Change, redump: &mut Vec<Kind>) {
         }
         Change::Many(v) => {
             for c in v {
-                apply(m, c, redump);
+                apply(m, cfg, c, redump);
             }
         }
         Change::Ignore => {}
     }
 }
 
+fn offloaded(m: &Mirror, cfg: &Config, o: &Object) -> bool {
+    cfg.offloaded(o, |i| match m.get(&Key::Link(i)) {
+        Some(Object::Link(l)) => Some(l.name.as_str().to_string()),
+        _ => None,
+    })
+}
+
 /// Options of the kernel listener.
 pub struct Listen {
     pub rcvbuf: usize,
+    pub config: Config,
 }
 
 /// Runs forever: initial sync, then events.
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let events = Async::new(NlSocket::open(&group::ALL, opts.rcvbuf)?)?;
     let mut dumper = NlSocket::open(&[], 0)?;
-    resync(&shared, &mut dumper, &Kind::ALL)?;
+    resync(&shared, &opts.config, &mut dumper, &Kind::ALL)?;
     {
         let mut m = shared.lock();
         m.ready = true;
@@ -196,7 +216,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
                             m.counters.events += 1;
                             match convert(msg.kind, msg.payload) {
-                                Ok(c) => apply(&mut m, c, &mut redump),
+                                Ok(c) => apply(&mut m, &opts.config, c, &mut redump),
                                 Err(e) => {
                                     m.counters.parse_errors += 1;
                                     crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
@@ -210,7 +230,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     if !redump.is_empty() {
                         redump.sort();
                         redump.dedup();
-                        resync(&shared, &mut dumper, &redump)?;
+                        resync(&shared, &opts.config, &mut dumper, &redump)?;
                     }
                 }
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
@@ -227,7 +247,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             Err(_) => break,
                         }
                     }
-                    resync(&shared, &mut dumper, &Kind::ALL)?;
+                    resync(&shared, &opts.config, &mut dumper, &Kind::ALL)?;
                 }
                 Err(e) => return Err(e),
             }

@@ -6,6 +6,7 @@
 //! protocol to an agent (hello, batches with per-entry results, snapshots,
 //! stats).
 pub mod agent_link;
+pub mod config;
 pub mod dpu;
 pub mod kernel;
 pub mod mirror;

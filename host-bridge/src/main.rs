@@ -24,6 +24,8 @@ RUN OPTIONS:
                        instead of the current one
     --status PATH      Where to serve the status [default: /run/host-bridge.sock]
     --rcvbuf BYTES     Netlink receive buffer [default: 33554432]
+    --config FILE      Which links and tables are offloaded (TOML, see
+                       host-bridge/host-bridge.toml); default: everything
 
 STATUS OPTIONS:
     --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         32usize << 20,
         false,
     );
+    let mut config = host_bridge::config::Config::default();
     while let Some(a) = args.next() {
         let mut val = |n: &str| match args.next() {
             Some(v) => Ok(v),
@@ -52,6 +55,8 @@ fn main() -> ExitCode {
             "--status" => val("--status").map(|v| status_path = v.into()),
             "--rcvbuf" => val("--rcvbuf")
                 .and_then(|v| v.parse().map(|v| rcvbuf = v).map_err(|_| "--rcvbuf: not a number".into())),
+            "--config" => val("--config")
+                .and_then(|v| host_bridge::config::Config::load(v.as_ref()).map(|c| config = c)),
             "--json" => {
                 json = true;
                 Ok(())
@@ -89,7 +94,7 @@ fn main() -> ExitCode {
                 "mirroring {}",
                 netns.as_deref().map(|n| format!("netns {n}")).unwrap_or("the current netns".into())
             );
-            match kernel::run(shared, Listen { rcvbuf }) {
+            match kernel::run(shared, Listen { rcvbuf, config }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     host_bridge::log!("netlink: {e}");

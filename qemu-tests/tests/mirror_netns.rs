@@ -76,6 +76,7 @@ struct Setup {
     agent: Option<Proc>,
     bridge: Option<Proc>,
     rcvbuf: usize,
+    extra: Vec<String>,
 }
 
 impl Setup {
@@ -83,7 +84,7 @@ impl Setup {
         let dir = std::env::temp_dir().join(format!("hbt-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Setup { dir, ns: Netns::new(tag), agent: None, bridge: None, rcvbuf }
+        Setup { dir, ns: Netns::new(tag), agent: None, bridge: None, rcvbuf, extra: vec![] }
     }
 
     fn start_agent(&mut self) {
@@ -118,6 +119,7 @@ impl Setup {
             .args(["--agent", &self.dir.join("agent.sock").display().to_string()])
             .args(["--status", &self.dir.join("status.sock").display().to_string()])
             .args(["--rcvbuf", &self.rcvbuf.to_string()])
+            .args(&self.extra)
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn host-bridge");
@@ -429,5 +431,37 @@ fn overflow_recovers_to_identical() {
     s.converge(60);
     let log = s.log("hb.log");
     assert!(log.contains("overflowed"), "no overflow was provoked:\n{log}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn config_limits_what_is_offloaded() {
+    let mut s = Setup::new("config", 32 << 20);
+    s.sh(TOPOLOGY);
+    let cfg = s.dir.join("hb.toml");
+    std::fs::write(&cfg, "[offload]\nlinks = [\"v*\", \"lo\"]\ntables = [254]\n").expect("config");
+    s.extra = vec!["--config".into(), cfg.display().to_string()];
+    s.start_agent();
+    s.start_bridge();
+    let t = Instant::now();
+    loop {
+        let want: BTreeSet<RouteRow> = kernel_routes(&s.ns.0).into_iter().filter(|r| r.0 == 254).collect();
+        let hw = s.hw();
+        let got = hw_routes(&hw);
+        let neigh: BTreeSet<_> = hw.neighs.iter().map(|n| n.entry.ip.to_string()).collect();
+        let ports: BTreeSet<_> = hw.ports.iter().map(|p| p.entry.name_str().to_string()).collect();
+        let want_ports: BTreeSet<String> = ["lo", "v0", "v1"].iter().map(|s| s.to_string()).collect();
+        let want_neigh: BTreeSet<String> =
+            ["192.0.2.254", "2001:db8:1::fe"].iter().map(|s| s.to_string()).collect();
+        if got == want && ports == want_ports && neigh == want_neigh {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "config not applied:\nroutes want {want:#?}\ngot {got:#?}\nports {ports:?}\nneighbours {neigh:?}\n{}",
+            s.log("hb.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let _ = std::fs::remove_dir_all(&s.dir);
 }
