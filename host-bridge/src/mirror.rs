@@ -194,6 +194,11 @@ impl Mirror {
                 failed.insert(i);
                 if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
+                    // Every refusal is in the status; the log gets the
+                    // first of each kind and then every power of two.
+                    if self.counters.refused.is_power_of_two() {
+                        crate::log!("the DPU refused {k:?}: {status:?} ({} refusals so far)", self.counters.refused);
+                    }
                     self.refused.insert(k, status);
                 }
             }
