@@ -195,9 +195,12 @@ impl Mirror {
                 if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
                     // Every refusal is in the status; the log gets the
-                    // first of each kind and then every power of two.
+                    // first and then every power of two.
                     if self.counters.refused.is_power_of_two() {
-                        crate::log!("the DPU refused {k:?}: {status:?} ({} refusals so far)", self.counters.refused);
+                        crate::log!(
+                            "the DPU refused {k:?}: {status:?} ({} refusals so far)",
+                            self.counters.refused
+                        );
                     }
                     self.refused.insert(k, status);
                 }

@@ -37,27 +37,37 @@ pub fn workspace_root() -> PathBuf {
 /// test binary with `cross/build-agent.sh qemu-virt`.
 pub fn agent_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BIN.get_or_init(build_agent) {
+    match BIN.get_or_init(|| build_agent("qemu-virt")) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     }
 }
 
-fn build_agent() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("DPU_AGENT_BIN") {
+/// The aarch64 agent for the large `dpu-1m` board, built once per test
+/// binary.
+pub fn big_agent_bin() -> &'static Path {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(|| build_agent("dpu-1m")) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_agent(board: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("DPU_AGENT_BIN").filter(|_| board == "qemu-virt") {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(format!("DPU_AGENT_BIN={} is not a file", p.display())) };
     }
     let root = workspace_root();
     let out = Command::new("bash")
         .arg(root.join("cross/build-agent.sh"))
-        .arg("qemu-virt")
+        .arg(board)
         .current_dir(&root)
         .output()
         .map_err(|e| format!("cannot run cross/build-agent.sh: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cross/build-agent.sh qemu-virt failed ({}); set DPU_AGENT_BIN to use a prebuilt agent:\n{}",
+            "cross/build-agent.sh {board} failed ({}); set DPU_AGENT_BIN to use a prebuilt agent:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));

@@ -9,7 +9,7 @@
 use dpu_hw::reader::{self, ResolvedNexthop};
 use dpu_hw::Region;
 use dpu_wire::{Ip, Prefix};
-use qemu_tests::{agent_bin, workspace_root, QEMU};
+use qemu_tests::{agent_bin, big_agent_bin, workspace_root, QEMU};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -77,6 +77,7 @@ struct Setup {
     bridge: Option<Proc>,
     rcvbuf: usize,
     extra: Vec<String>,
+    agent_bin: &'static Path,
 }
 
 impl Setup {
@@ -84,7 +85,15 @@ impl Setup {
         let dir = std::env::temp_dir().join(format!("hbt-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Setup { dir, ns: Netns::new(tag), agent: None, bridge: None, rcvbuf, extra: vec![] }
+        Setup {
+            dir,
+            ns: Netns::new(tag),
+            agent: None,
+            bridge: None,
+            rcvbuf,
+            extra: vec![],
+            agent_bin: agent_bin(),
+        }
     }
 
     fn start_agent(&mut self) {
@@ -96,7 +105,7 @@ impl Setup {
             .expect("log");
         let _ = std::fs::remove_file(self.dir.join("agent.sock"));
         let c = Command::new(QEMU)
-            .arg(agent_bin())
+            .arg(self.agent_bin)
             .args(["--listen", &format!("unix:{}", self.dir.join("agent.sock").display())])
             .args(["--hw", &self.dir.join("hw").display().to_string()])
             .stderr(Stdio::from(log))
@@ -417,18 +426,21 @@ fn restarts_rewrite_nothing() {
 
 #[test]
 fn overflow_recovers_to_identical() {
-    // A tiny receive buffer and a burst of routes: ENOBUFS is certain.
+    // A tiny receive buffer and a burst of 100k routes: ENOBUFS is
+    // certain. The dpu-1m board holds them all.
     let mut s = Setup::new("enobufs", 4096);
+    s.agent_bin = big_agent_bin();
     s.sh("ip link set lo up; ip link add v0 type veth peer name v1; ip link set v0 up; ip link set v1 up; ip addr add 192.0.2.1/24 dev v0; ip nexthop add id 1 via 192.0.2.254 dev v0");
     s.start_agent();
     s.start_bridge();
     s.converge(30);
-    let n = 900; // the qemu-virt board holds 1024 IPv4 routes
-    let batch: String =
-        (0..n).map(|i| format!("route add 10.{}.{}.0/24 nhid 1\n", i / 256, i % 256)).collect();
+    let n = 100_000;
+    let batch: String = (0..n)
+        .map(|i| format!("route add {}.{}.{}.0/24 nhid 1\n", 11 + i / 65536, (i / 256) % 256, i % 256))
+        .collect();
     std::fs::write(s.dir.join("batch"), batch).expect("batch");
     s.sh(&format!("ip -batch {}", s.dir.join("batch").display()));
-    s.converge(60);
+    s.converge(120);
     let log = s.log("hb.log");
     assert!(log.contains("overflowed"), "no overflow was provoked:\n{log}");
     let _ = std::fs::remove_dir_all(&s.dir);
