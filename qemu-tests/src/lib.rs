@@ -11,6 +11,8 @@
 //! * Wire helpers for hostile input: [`cobs_encode`], [`raw_frame`],
 //!   [`host_frame`], and a small deterministic [`Rng`].
 
+pub mod kernel_view;
+
 use dpu_hw::layout::{port_kind, route_action};
 use dpu_hw::reader::{self, HwTables};
 use dpu_hw::{Region, TableId};
