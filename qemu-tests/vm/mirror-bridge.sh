@@ -30,9 +30,11 @@ bridge fdb add 02:00:00:00:0a:0a dev vx100 dst 198.51.100.3
 ip neigh add 192.0.2.254 lladdr 02:00:00:00:00:fe dev br0
 ip route add 10.1.0.0/16 via 192.0.2.254
 "
-$bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw 2>$work/agent.log &
+# Background processes must not hold the runner's output pipe open.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+$bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw >/dev/null 2>$work/agent.log &
 for _ in $(seq 100); do [ -S $work/agent.sock ] && break; sleep 0.1; done
-$bin/host-bridge run --netns $ns --agent $work/agent.sock --status $work/status.sock 2>$work/hb.log &
+$bin/host-bridge run --netns $ns --agent $work/agent.sock --status $work/status.sock >/dev/null 2>$work/hb.log &
 fail() { echo "FAILED: $*"; cat $work/hb.log $work/agent.log; exit 1; }
 check() { $bin/mirror-check $ns $work/hw 30 || fail "$1"; }
 check "initial sync"

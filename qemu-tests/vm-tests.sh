@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The tests that need the test kernel (bridge, VXLAN, netdevsim and the
+# struct_ops series), in a VM under virtme-ng: builds the kernel or takes it
+# from the cache (bpf/kernel/build.sh, keyed by a hash of its inputs), then
+#  - qemu-tests/vm/mirror-bridge.sh: host-bridge mirrors a VLAN-filtering
+#    bridge with FDB entries and a VXLAN port into the agent; the DPU
+#    hardware is compared with bridge -j / ip -j after each change;
+#  - bpf/kernel/tests/run.sh: the netdevsim flow-offload struct_ops.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+t0=$(date +%s)
+kernel=$(bash bpf/kernel/build.sh | tail -n 1)
+echo "vm-tests: kernel $kernel ready after $(( $(date +%s) - t0 )) s"
+cargo build --quiet --locked -p dpu-agent -p host-bridge -p qemu-tests --bins
+passed=0
+failed=0
+for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" "bpf/kernel/tests/run.sh --kernel $kernel"; do
+    echo "vm-tests: $t"
+    if bash $t; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "vm-tests: FAILED: $t"; fi
+done
+echo "vm-tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
