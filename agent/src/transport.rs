@@ -165,6 +165,16 @@ pub fn serve<H: Hal>(agent: &mut Agent<H>, ep: &Endpoint, tick: Duration) -> io:
 const OUT_CAP: usize = 512 * 1024;
 const READ_CHUNK: usize = 4096;
 
+/// Queues an encoded frame for writing; never grows `out` past its
+/// capacity (counts a dropped frame instead).
+fn buffer(out: &mut Vec<u8>, dropped: &mut u64, f: &[u8]) {
+    if out.len() + f.len() <= OUT_CAP {
+        out.extend_from_slice(f);
+    } else {
+        *dropped += 1;
+    }
+}
+
 /// Serves one connection until it ends (`None`) or a new connection
 /// replaces it (`Some`).
 async fn session<H: Hal>(
@@ -196,13 +206,7 @@ async fn session<H: Hal>(
             ),
         )
         .await;
-        let mut sink = |f: &[u8]| {
-            if out.len() + f.len() <= OUT_CAP {
-                out.extend_from_slice(f);
-            } else {
-                dropped += 1;
-            }
-        };
+        let mut sink = |f: &[u8]| buffer(out, &mut dropped, f);
         let control = match ev {
             Event::Read(Ok(0)) => {
                 info!("host closed the connection");
@@ -226,13 +230,7 @@ async fn session<H: Hal>(
         // steps.
         let mut more = true;
         while more {
-            more = agent.pump(&mut |f: &[u8]| {
-                if out.len() + f.len() <= OUT_CAP {
-                    out.extend_from_slice(f);
-                } else {
-                    dropped += 1;
-                }
-            });
+            more = agent.pump(&mut |f: &[u8]| buffer(out, &mut dropped, f));
             if !out.is_empty() {
                 if let Err(e) = s.write_all(out).await {
                     warn!("write: {e}");
