@@ -17,7 +17,9 @@ passed=0
 failed=0
 for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" "bpf/kernel/tests/run.sh --kernel $kernel"; do
     echo "vm-tests: $t"
-    if bash $t; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "vm-tests: FAILED: $t"; fi
+    # Through a pipe: something in the VM stack reopens its stdout
+    # truncating, which wiped earlier output when stdout was a file.
+    if bash $t 2>&1 | cat; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "vm-tests: FAILED: $t"; fi
 done
 echo "vm-tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
