@@ -102,26 +102,25 @@ impl KeyIndex {
         Self { index: Index::new(cap), ranges }
     }
 
-    fn clip(&self, len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.ranges.iter().map(move |&(a, b)| (a, b.min(len)))
+    /// The key ranges with `usize::MAX` ends cut to an entry of `len`
+    /// bytes (at most four ranges, as every table has).
+    fn clip(&self, len: usize) -> ([(usize, usize); 4], usize) {
+        let mut buf = [(0usize, 0usize); 4];
+        let n = self.ranges.len().min(4);
+        for (out, &(a, b)) in buf.iter_mut().zip(self.ranges) {
+            *out = (a, b.min(len));
+        }
+        (buf, n)
     }
 
     pub fn hash(&self, entry: &[u8]) -> u32 {
-        let mut buf = [(0usize, 0usize); 4];
-        let n = self.ranges.len().min(4);
-        for (i, r) in self.clip(entry.len()).take(n).enumerate() {
-            buf[i] = r;
-        }
-        hash_ranges(entry, &buf[..n])
+        let (r, n) = self.clip(entry.len());
+        hash_ranges(entry, &r[..n])
     }
 
     fn same(&self, a: &[u8], b: &[u8]) -> bool {
-        let mut buf = [(0usize, 0usize); 4];
-        let n = self.ranges.len().min(4);
-        for (i, r) in self.clip(a.len().min(b.len())).take(n).enumerate() {
-            buf[i] = r;
-        }
-        same_key(a, b, &buf[..n])
+        let (r, n) = self.clip(a.len().min(b.len()));
+        same_key(a, b, &r[..n])
     }
 
     /// The slot of the entry whose key equals `probe`'s.

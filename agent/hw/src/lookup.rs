@@ -26,6 +26,7 @@
 use crate::hal::monotonic_ms;
 use crate::layout::*;
 use crate::region::Region;
+use dpu_wire::objects::NUD_VALID;
 use dpu_wire::types::{Family, Ip, Mac};
 use std::sync::atomic::Ordering;
 
@@ -124,10 +125,6 @@ impl Packet {
         h ^ (h >> 16)
     }
 }
-
-/// `NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP |
-/// NUD_PERMANENT`: a neighbour in these states may be used to forward.
-const NUD_VALID: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {

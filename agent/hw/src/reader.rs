@@ -65,9 +65,9 @@ fn rows<E>(r: &Region, t: TableId, mut decode: impl FnMut(&[u8]) -> Option<E>) -
     out
 }
 
-/// Reads every valid entry of every table.
-pub fn read(r: &Region) -> HwTables {
-    let tables = TableId::ALL
+/// Usage and registers of every table, without decoding entries.
+pub fn table_stats(r: &Region) -> Vec<TableStats> {
+    TableId::ALL
         .iter()
         .map(|&id| {
             let d = r.desc(id);
@@ -79,7 +79,12 @@ pub fn read(r: &Region) -> HwTables {
                 invalidates: r.invalidates_reg(id).load(Ordering::Relaxed),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Reads every valid entry of every table.
+pub fn read(r: &Region) -> HwTables {
+    let tables = table_stats(r);
     let mut routes = rows(r, TableId::Route4, RouteEntry::decode);
     routes.extend(rows(r, TableId::Route6, RouteEntry::decode));
     HwTables {

@@ -364,6 +364,10 @@ pub struct Neighbour {
     pub router: bool,
 }
 
+/// `NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_NOARP |
+/// NUD_PERMANENT`: the states in which a neighbour may be used to forward.
+pub const NUD_VALID: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NeighbourKey {
     pub ifindex: u32,
@@ -377,7 +381,6 @@ impl Neighbour {
 
     /// True if the entry can be used to rewrite a packet (`NUD_VALID`).
     pub fn is_valid(&self) -> bool {
-        const NUD_VALID: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
         self.mac.is_some() && self.state & NUD_VALID != 0
     }
 }

@@ -136,14 +136,8 @@ fn main() -> ExitCode {
         }
         "inject" => inject(&region, args),
         "usage" => {
-            for id in dpu_hw::TableId::ALL {
-                let d = region.desc(id);
-                let used = (0..d.capacity).filter(|&s| region.is_valid(id, s)).count();
-                let (w, i) = (
-                    region.writes_reg(id).load(std::sync::atomic::Ordering::Relaxed),
-                    region.invalidates_reg(id).load(std::sync::atomic::Ordering::Relaxed),
-                );
-                println!("{} {used} {} {w} {i}", id.name(), d.capacity);
+            for t in reader::table_stats(&region) {
+                println!("{} {} {} {} {}", t.id.name(), t.used, t.capacity, t.writes, t.invalidates);
             }
             Ok(())
         }
