@@ -55,6 +55,7 @@ impl Config {
             Object::Neighbour(n) => link_ok(n.ifindex),
             Object::Fdb(f) => link_ok(f.ifindex),
             Object::Vlan(v) => link_ok(v.ifindex),
+            Object::Flow(f) => link_ok(f.ifindex),
             Object::Route(r) => self.offload.tables.as_ref().is_none_or(|t| t.contains(&r.key.table)),
             _ => true,
         }

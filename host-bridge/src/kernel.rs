@@ -13,7 +13,7 @@
 use crate::config::Config;
 use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
-use crate::netlink::{convert, kind_of, Change, Kind, NlSocket};
+use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use dpu_wire::{Key, LinkKind, Object, OperState, RouteNexthops};
 use smol::Async;
 use std::io;
@@ -40,10 +40,36 @@ const BUF: usize = 1 << 20;
 /// Dumps one object type; retries while the kernel flags the dump as
 /// interrupted. Returns the objects and the count of unparsable messages.
 pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
+    if kind == Kind::Filter {
+        return dump_filters(sock);
+    }
+    dump_request(sock, kind, kind.dump_request())
+}
+
+/// The kernel dumps tc filters per device: every link's ingress hook.
+fn dump_filters(sock: &mut NlSocket) -> io::Result<(Vec<Object>, u64)> {
+    let (links, mut bad) = dump(sock, Kind::Link)?;
+    let mut out = Vec::new();
+    for l in links {
+        let Object::Link(l) = l else { continue };
+        match dump_request(sock, Kind::Filter, filter_dump_request(l.ifindex)) {
+            Ok((f, b)) => {
+                out.extend(f);
+                bad += b;
+            }
+            // The link went meanwhile; its filters with it.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, bad))
+}
+
+fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Result<(Vec<Object>, u64)> {
     let mut buf = vec![0u8; BUF];
     for _attempt in 0..16 {
-        let (t, hdr) = kind.dump_request();
-        let seq = sock.request_dump(t, &hdr)?;
+        let (t, hdr) = &req;
+        let seq = sock.request_dump(*t, hdr)?;
         let (mut out, mut bad, mut intr) = (Vec::new(), 0u64, false);
         'recv: loop {
             let n = sock.recv(&mut buf)?;
@@ -63,6 +89,10 @@ pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
                     }
                     t if kind_of(t, m.payload) == Some(kind) => match convert(t, m.payload) {
                         Ok(Change::Upsert(o)) => out.push(o),
+                        // Parsed, but not something the DPU can hold: say so.
+                        Ok(Change::NotOffloaded(k, why)) => {
+                            crate::log!("tc filter {k:?} not offloaded: {why}");
+                        }
                         Ok(Change::Many(v)) => out.extend(v.into_iter().filter_map(|c| match c {
                             Change::Upsert(o) => Some(o),
                             _ => None,
@@ -143,6 +173,7 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                         Kind::Fdb,
                         Kind::Vlan,
                         Kind::Address,
+                        Kind::Filter,
                     ]);
                     // What lived on the link is gone now, whatever the
                     // re-dump finds later.
@@ -151,6 +182,7 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                         Object::Fdb(f) => f.ifindex == ifindex,
                         Object::Vlan(v) => v.ifindex == ifindex,
                         Object::Address(a) => a.ifindex == ifindex,
+                        Object::Flow(f) => f.ifindex == ifindex && f.cookie >> 63 == 0,
                         _ => false,
                     });
                     for k in on_link {
@@ -175,6 +207,14 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                 apply(m, cfg, c, redump);
             }
         }
+        Change::NotOffloaded(k, why) => {
+            m.counters.not_offloaded += 1;
+            if m.counters.not_offloaded.is_power_of_two() {
+                crate::log!("tc filter {k:?} not offloaded: {why} ({} so far)", m.counters.not_offloaded);
+            }
+            m.delete(&k)
+        }
+        Change::Redump(k) => redump.push(k),
         Change::Ignore => {}
     }
 }

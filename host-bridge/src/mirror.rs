@@ -43,6 +43,9 @@ pub struct MirrorCounters {
     pub sent: u64,
     pub refused: u64,
     pub retried: u64,
+    /// tc filter events kept off the DPU (a key or action it has no field
+    /// for); filters found so by a dump are logged, not counted.
+    pub not_offloaded: u64,
 }
 
 #[derive(Default)]

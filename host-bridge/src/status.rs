@@ -89,12 +89,13 @@ pub fn status(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
                 "events": c.events, "changes": c.changes, "collapsed": c.collapsed,
                 "parse_errors": c.parse_errors, "resyncs": c.resyncs, "overflows": c.overflows,
                 "sent": c.sent, "refused": c.refused, "retried": c.retried,
+                "filters_not_offloaded": c.not_offloaded,
             },
         },
         "mirror": {
             "links": count(Kind::Link), "addresses": count(Kind::Address), "routes": count(Kind::Route),
             "nexthops": count(Kind::Nexthop), "neighbours": count(Kind::Neighbour), "fdb": count(Kind::Fdb),
-            "vlans": count(Kind::Vlan),
+            "vlans": count(Kind::Vlan), "flows": count(Kind::Filter),
         },
         "dpu": {
             "connected": d.connected,

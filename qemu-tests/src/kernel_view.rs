@@ -213,3 +213,219 @@ pub fn kernel_neighbours(ns: &str) -> BTreeSet<(String, String)> {
 pub fn hw_neighbours(hw: &reader::HwTables) -> BTreeSet<(String, String)> {
     hw.neighs.iter().filter_map(|n| n.entry.mac.map(|m| (n.entry.ip.to_string(), m.to_string()))).collect()
 }
+
+/// One flow rule in a form both sides can produce: `(ifindex, chain,
+/// prio, match keys, actions)`, keys and actions as tc words.
+pub type FlowRow = (u32, u32, u16, BTreeSet<String>, Vec<String>);
+
+/// Keys the DPU's flow table can match; a filter with any other key is
+/// not expected on the DPU.
+const FLOW_KEYS: [&str; 10] = [
+    "eth_type",
+    "vlan_id",
+    "vlan_ethtype",
+    "src_mac",
+    "dst_mac",
+    "ip_proto",
+    "src_ip",
+    "dst_ip",
+    "src_port",
+    "dst_port",
+];
+
+fn eth_type_word(t: u16) -> String {
+    match t {
+        0x0800 => "ipv4".into(),
+        0x86dd => "ipv6".into(),
+        0x0806 => "arp".into(),
+        t => format!("{t:04x}"),
+    }
+}
+
+fn ip_proto_word(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "ipv6-icmp".into(),
+        132 => "sctp".into(),
+        p => p.to_string(),
+    }
+}
+
+/// `value/prefix-length` when the mask is a prefix, else `value/mask`.
+fn masked_bytes(v: &[u8], m: &[u8], show: impl Fn(&[u8]) -> String) -> String {
+    let ones: u32 = m.iter().map(|b| b.count_ones()).sum();
+    let prefix = m.iter().enumerate().all(|(i, b)| {
+        let want = (ones as usize).saturating_sub(i * 8).min(8);
+        *b == (0xffu16 << (8 - want)) as u8
+    });
+    if prefix {
+        format!("{}/{}", show(v), ones)
+    } else {
+        format!("{}/{}", show(v), show(m))
+    }
+}
+
+fn mac_text(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn ip_text(b: &[u8]) -> String {
+    match b.len() {
+        4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+        _ => {
+            let a: [u8; 16] = b.try_into().unwrap_or([0; 16]);
+            std::net::Ipv6Addr::from(a).to_string()
+        }
+    }
+}
+
+/// tc's `addr` or `addr/len` as `addr/len`.
+fn with_len(s: &str, full: u32) -> String {
+    if s.contains('/') {
+        s.to_string()
+    } else {
+        format!("{s}/{full}")
+    }
+}
+
+/// The clsact/ingress flower filters of every link of `ns` that the DPU
+/// can hold (all keys and actions expressible, not `skip_hw`), from
+/// `tc -j filter show`.
+pub fn kernel_flows(ns: &str) -> BTreeSet<FlowRow> {
+    let idx = ifindexes(ns);
+    let mut out = BTreeSet::new();
+    for (name, &ifindex) in &idx {
+        let o = Command::new("tc")
+            .args(["-n", ns, "-j", "filter", "show", "dev", name, "ingress"])
+            .output()
+            .expect("run tc -j");
+        if !o.status.success() {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Array(vec![]));
+        'filter: for f in v.as_array().into_iter().flatten() {
+            let opts = &f["options"];
+            if f["kind"] != "flower" || opts.is_null() || opts["skip_hw"] == true {
+                continue;
+            }
+            let mut keys = BTreeSet::new();
+            for (k, val) in opts["keys"].as_object().into_iter().flatten() {
+                if !FLOW_KEYS.contains(&k.as_str()) {
+                    continue 'filter;
+                }
+                let text = match (k.as_str(), val) {
+                    ("vlan_ethtype", _) => continue,
+                    ("eth_type", Value::String(s)) => match s.as_str() {
+                        "ipv4" | "ipv6" | "arp" => s.clone(),
+                        s => format!("{:04x}", u16::from_str_radix(s, 16).unwrap_or(0)),
+                    },
+                    ("ip_proto", Value::String(s)) => s.clone(),
+                    ("src_ip" | "dst_ip", Value::String(s)) => {
+                        with_len(s, if s.contains(':') { 128 } else { 32 })
+                    }
+                    ("src_mac" | "dst_mac", Value::String(s)) => with_len(s, 48),
+                    (_, Value::String(s)) => s.clone(),
+                    (_, v) => v.to_string(),
+                };
+                keys.insert(format!("{k} {text}"));
+            }
+            let mut acts = Vec::new();
+            for a in opts["actions"].as_array().into_iter().flatten() {
+                let ctl = a["control_action"]["type"].as_str().unwrap_or("");
+                match a["kind"].as_str().unwrap_or("") {
+                    "gact" => match ctl {
+                        "drop" | "pass" => acts.push(ctl.to_string()),
+                        "goto" => acts.push(format!("goto chain {}", a["control_action"]["chain"])),
+                        "pipe" => {}
+                        _ => continue 'filter,
+                    },
+                    "mirred" if a["direction"] == "egress" => {
+                        let to = idx.get(a["to_dev"].as_str().unwrap_or("")).copied().unwrap_or(0);
+                        acts.push(format!("{} if{to}", a["mirred_action"].as_str().unwrap_or("")));
+                    }
+                    "vlan" => match a["vlan_action"].as_str() {
+                        Some("pop") => acts.push("vlan pop".into()),
+                        Some("push") => acts.push(format!("vlan push {} {}", a["id"], a["protocol"])),
+                        _ => continue 'filter,
+                    },
+                    _ => continue 'filter,
+                }
+            }
+            let chain = f["chain"].as_u64().unwrap_or(0) as u32;
+            out.insert((ifindex, chain, f["pref"].as_u64().unwrap_or(0) as u16, keys, acts));
+        }
+    }
+    out
+}
+
+/// The mirror's flow rules in the DPU hardware (bit 63 of the cookie
+/// clear; the firmware's own are left out), in the same words.
+pub fn hw_flows(hw: &reader::HwTables) -> BTreeSet<FlowRow> {
+    use dpu_hw::layout::flow_action as fa;
+    let mut out = BTreeSet::new();
+    for row in &hw.flows {
+        let e = &row.entry;
+        if e.cookie >> 63 != 0 {
+            continue;
+        }
+        let (k, m) = (&e.key, &e.mask);
+        let mut keys = BTreeSet::new();
+        if m.eth_type != 0 {
+            keys.insert(format!("eth_type {}", eth_type_word(k.eth_type)));
+        }
+        if m.vlan_id != 0 {
+            keys.insert(format!("vlan_id {}", k.vlan_id));
+        }
+        for (name, v, mk) in [("src_mac", &k.src_mac, &m.src_mac), ("dst_mac", &k.dst_mac, &m.dst_mac)] {
+            if mk.iter().any(|b| *b != 0) {
+                keys.insert(format!("{name} {}", masked_bytes(v, mk, mac_text)));
+            }
+        }
+        if m.ip_proto != 0 {
+            keys.insert(format!("ip_proto {}", ip_proto_word(k.ip_proto)));
+        }
+        let len = if k.ip_family == 6 { 16 } else { 4 };
+        for (name, v, mk) in [("src_ip", &k.src_ip, &m.src_ip), ("dst_ip", &k.dst_ip, &m.dst_ip)] {
+            if mk.iter().any(|b| *b != 0) {
+                keys.insert(format!("{name} {}", masked_bytes(&v[..len], &mk[..len], ip_text)));
+            }
+        }
+        for (name, v, mk) in [("src_port", k.src_port, m.src_port), ("dst_port", k.dst_port, m.dst_port)] {
+            match mk {
+                0 => {}
+                0xffff => {
+                    keys.insert(format!("{name} {v}"));
+                }
+                mk => {
+                    keys.insert(format!("{name} {v}/0x{mk:x}"));
+                }
+            }
+        }
+        let acts = e
+            .actions
+            .iter()
+            .map(|a| match a.kind {
+                fa::DROP => "drop".to_string(),
+                fa::PASS => "pass".to_string(),
+                fa::GOTO => format!("goto chain {}", a.arg),
+                fa::REDIRECT => format!("redirect if{}", a.arg),
+                fa::MIRROR => format!("mirror if{}", a.arg),
+                fa::VLAN_POP => "vlan pop".to_string(),
+                fa::VLAN_PUSH => format!(
+                    "vlan push {} \"{}\"",
+                    a.vid,
+                    match a.arg {
+                        0x88a8 => "802.1ad".to_string(),
+                        0x8100 => "802.1Q".to_string(),
+                        t => format!("{t:04x}"),
+                    }
+                ),
+                k => format!("action{k}"),
+            })
+            .collect();
+        out.insert((e.ifindex, e.chain, e.prio, keys, acts));
+    }
+    out
+}

@@ -33,6 +33,11 @@ pub enum Change {
     Many(Vec<Change>),
     /// Not something the DPU mirrors (a cached route, a NOARP neighbour…).
     Ignore,
+    /// A tc filter the DPU cannot honour: any earlier version of it goes.
+    NotOffloaded(Key, String),
+    /// The kernel removed objects of this kind without naming them (a
+    /// whole tc priority, a clsact qdisc): re-dump the kind.
+    Redump(Kind),
 }
 
 /// The object type a message is about, for targeted resyncs.
@@ -45,13 +50,24 @@ pub enum Kind {
     Neighbour,
     Fdb,
     Vlan,
+    /// tc flower filters on clsact/ingress.
+    Filter,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Link, Kind::Address, Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb, Kind::Vlan];
+    pub const ALL: [Kind; 8] = [
+        Kind::Link,
+        Kind::Address,
+        Kind::Nexthop,
+        Kind::Route,
+        Kind::Neighbour,
+        Kind::Fdb,
+        Kind::Vlan,
+        Kind::Filter,
+    ];
 
     /// The message type and family header of this kind's dump request.
+    /// Filters are dumped per link: see [`filter_dump_request`].
     pub fn dump_request(self) -> (u16, Vec<u8>) {
         match self {
             Kind::Link => (RTM_GETLINK, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
@@ -61,6 +77,7 @@ impl Kind {
             Kind::Neighbour => (RTM_GETNEIGH, vec![AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Kind::Fdb => (RTM_GETNEIGH, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Kind::Vlan => (RTM_GETVLAN, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0]),
+            Kind::Filter => filter_dump_request(0),
         }
     }
 
@@ -73,9 +90,23 @@ impl Kind {
             Key::Neighbour(_) => Kind::Neighbour,
             Key::Fdb(_) => Kind::Fdb,
             Key::Vlan(_) => Kind::Vlan,
+            // Flows with bit 63 clear are the mirror's, from tc filters;
+            // the others are the firmware's (kernel cookies), not dumped.
+            Key::Flow(c) if c >> 63 == 0 => Kind::Filter,
             Key::Flow(_) => return None,
         })
     }
+}
+
+/// The dump request for the ingress filters of one link (the kernel
+/// dumps filters per device and block).
+pub fn filter_dump_request(ifindex: u32) -> (u16, Vec<u8>) {
+    let mut h = vec![AF_UNSPEC, 0, 0, 0];
+    h.extend_from_slice(&ifindex.to_ne_bytes());
+    h.extend_from_slice(&0u32.to_ne_bytes());
+    h.extend_from_slice(&super::tc::PARENT_INGRESS.to_ne_bytes());
+    h.extend_from_slice(&0u32.to_ne_bytes());
+    (RTM_GETTFILTER, h)
 }
 
 /// The kind a message type carries (the family tells neighbours from FDB).
@@ -88,6 +119,7 @@ pub fn kind_of(msg_type: u16, payload: &[u8]) -> Option<Kind> {
         RTM_NEWNEIGH | RTM_DELNEIGH if payload.first() == Some(&AF_BRIDGE) => Kind::Fdb,
         RTM_NEWNEIGH | RTM_DELNEIGH => Kind::Neighbour,
         RTM_NEWVLAN | RTM_DELVLAN => Kind::Vlan,
+        RTM_NEWTFILTER | RTM_DELTFILTER | RTM_DELQDISC => Kind::Filter,
         _ => return None,
     })
 }
@@ -116,6 +148,20 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
         }
         RouteNetlinkMessage::DelRoute(r) => {
             route(&r).map(|r| Change::Delete(Key::Route(r.key))).unwrap_or(Change::Ignore)
+        }
+        RouteNetlinkMessage::NewTrafficFilter(f) | RouteNetlinkMessage::DelTrafficFilter(f) => {
+            let new = msg_type == RTM_NEWTFILTER;
+            match super::tc::filter(new, &f) {
+                (Change::Ignore, _) if !new && u32::from(f.header.handle) == 0 => {
+                    Change::Redump(Kind::Filter)
+                }
+                (Change::Delete(k), Some(why)) => Change::NotOffloaded(k, why.0),
+                (c, _) => c,
+            }
+        }
+        // Deleting a clsact or ingress qdisc takes its filters silently.
+        RouteNetlinkMessage::DelQueueDiscipline(q) if u32::from(q.header.parent) == 0xffff_fff1 => {
+            Change::Redump(Kind::Filter)
         }
         RouteNetlinkMessage::NewNeighbour(n) => neighbour(&n).unwrap_or(Change::Ignore),
         RouteNetlinkMessage::DelNeighbour(n) => match neighbour(&n) {

@@ -2,6 +2,7 @@
 //! messages into wire objects.
 pub mod convert;
 pub mod socket;
+pub mod tc;
 
-pub use convert::{convert, kind_of, Change, Kind};
+pub use convert::{convert, filter_dump_request, kind_of, Change, Kind};
 pub use socket::NlSocket;

@@ -29,6 +29,10 @@ pub const RTM_GETROUTE: u16 = 26;
 pub const RTM_NEWNEIGH: u16 = 28;
 pub const RTM_DELNEIGH: u16 = 29;
 pub const RTM_GETNEIGH: u16 = 30;
+pub const RTM_DELQDISC: u16 = 37;
+pub const RTM_NEWTFILTER: u16 = 44;
+pub const RTM_DELTFILTER: u16 = 45;
+pub const RTM_GETTFILTER: u16 = 46;
 pub const RTM_NEWNEXTHOP: u16 = 104;
 pub const RTM_DELNEXTHOP: u16 = 105;
 pub const RTM_GETNEXTHOP: u16 = 106;
@@ -45,14 +49,15 @@ pub const AF_INET6: u8 = 10;
 pub mod group {
     pub const LINK: u32 = 1;
     pub const NEIGH: u32 = 3;
+    pub const TC: u32 = 4;
     pub const IPV4_IFADDR: u32 = 5;
     pub const IPV4_ROUTE: u32 = 7;
     pub const IPV6_IFADDR: u32 = 9;
     pub const IPV6_ROUTE: u32 = 11;
     pub const NEXTHOP: u32 = 32;
     pub const BRVLAN: u32 = 33;
-    pub const ALL: [u32; 8] =
-        [LINK, NEIGH, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, NEXTHOP, BRVLAN];
+    pub const ALL: [u32; 9] =
+        [LINK, NEIGH, TC, IPV4_IFADDR, IPV4_ROUTE, IPV6_IFADDR, IPV6_ROUTE, NEXTHOP, BRVLAN];
 }
 
 /// One received netlink message.

@@ -1,7 +1,7 @@
 //! `mirror-check NETNS REGION [SECONDS]`: waits until the DPU hardware in
 //! REGION (read with the independent reader) equals the kernel state of
 //! NETNS as `ip -j` and `bridge -j` dump it (routes, neighbours, bridge FDB,
-//! bridge VLANs); prints the difference and exits 1 if it does not within
+//! bridge VLANs, tc flower filters on clsact/ingress); prints the difference and exits 1 if it does not within
 //! SECONDS (default 30). Used by the VM tests, where bridges and VXLAN exist.
 
 use dpu_hw::{reader, Region};
@@ -38,13 +38,15 @@ fn main() -> ExitCode {
                 diff("neighbour", &kernel_neighbours(ns), &hw_neighbours(&hw), &mut out);
                 diff("fdb", &kernel_fdb(ns), &hw_fdb(&hw), &mut out);
                 diff("vlan", &kernel_vlans(ns), &hw_vlans(&hw), &mut out);
+                diff("flow", &kernel_flows(ns), &hw_flows(&hw), &mut out);
                 if out.is_empty() {
                     println!(
-                        "mirror-check: DPU equals kernel: {} routes, {} neighbours, {} fdb, {} vlans",
+                        "mirror-check: DPU equals kernel: {} routes, {} neighbours, {} fdb, {} vlans, {} flows",
                         hw.routes.len(),
                         hw.neighs.len(),
                         hw.fdb.len(),
-                        hw.vlans.len()
+                        hw.vlans.len(),
+                        hw.flows.len()
                     );
                     return ExitCode::SUCCESS;
                 }
