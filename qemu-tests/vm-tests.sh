@@ -5,6 +5,10 @@
 #  - qemu-tests/vm/mirror-bridge.sh: host-bridge mirrors a VLAN-filtering
 #    bridge with FDB entries and a VXLAN port into the agent; the DPU
 #    hardware is compared with bridge -j / ip -j after each change;
+#  - qemu-tests/vm/netdevsim-firmware.sh: host-bridge loads the BPF
+#    firmware onto a netdevsim device; tc flower skip_sw rules reach the DPU
+#    hardware, its counters come back into tc -s, a full DPU table gives
+#    ENOSPC, a firmware the verifier refuses gives a clear error;
 #  - bpf/kernel/tests/run.sh: the netdevsim flow-offload struct_ops.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,10 +16,16 @@ cd "$root"
 t0=$(date +%s)
 kernel=$(bash bpf/kernel/build.sh | tail -n 1)
 echo "vm-tests: kernel $kernel ready after $(( $(date +%s) - t0 )) s"
-cargo build --quiet --locked -p dpu-agent -p host-bridge -p qemu-tests --bins
+cargo build --quiet --locked -p dpu-agent -p dpu-hw -p host-bridge -p qemu-tests --bins
+# A firmware the verifier must refuse, for netdevsim-firmware.sh.
+objs=$(mktemp -d /tmp/dpu-fw-tests.XXXXXX)
+clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I bpf/firmware \
+    -c bpf/firmware/tests/bad_fw.bpf.c -o "$objs/bad_fw.bpf.o"
 passed=0
 failed=0
-for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" "bpf/kernel/tests/run.sh --kernel $kernel"; do
+for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/netdevsim-firmware.sh $objs/bad_fw.bpf.o" \
+    "bpf/kernel/tests/run.sh --kernel $kernel"; do
     echo "vm-tests: $t"
     # Through a pipe: something in the VM stack reopens its stdout
     # truncating, which wiped earlier output when stdout was a file.

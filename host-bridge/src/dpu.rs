@@ -7,6 +7,7 @@
 //! with a snapshot. Stats frames are kept for the status output.
 
 use crate::agent_link::{AgentEvent, AgentLink, LinkError};
+use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
 use crate::mirror::decode_chunk;
 use dpu_wire::{AgentHello, HostMsg, StatEntry, StatKey};
@@ -28,15 +29,19 @@ pub struct DpuState {
     pub resync_requests: u64,
     pub last_error: Option<String>,
     pub wire_bytes: u64,
+    /// The BPF firmware's counters, when it is loaded.
+    pub firmware: Option<FwState>,
+    /// The flow capacity last published to the firmware.
+    pub firmware_capacity: Option<u32>,
 }
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
 
-pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf) {
+pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf, fw: Option<Arc<FwMaps>>) {
     let mut generation = 0u32;
     loop {
-        match session(&shared, &state, &socket, &mut generation) {
+        match session(&shared, &state, &socket, &mut generation, fw.as_deref()) {
             Ok(()) => {}
             Err(e) => {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -56,6 +61,7 @@ fn session(
     state: &Mutex<DpuState>,
     socket: &std::path::Path,
     generation: &mut u32,
+    fw: Option<&FwMaps>,
 ) -> Result<(), LinkError> {
     let st = |f: &mut dyn FnMut(&mut DpuState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
     // Nothing goes to the agent before the kernel's state is known: a
@@ -138,15 +144,34 @@ fn session(
                         st(&mut |s| s.resync_requests += 1);
                         resync = true;
                     }
-                    AgentEvent::Stats { entries, .. } => st(&mut |s| {
-                        for e in &entries {
-                            s.stats.insert(e.key, *e);
+                    AgentEvent::Stats { entries, .. } => {
+                        if let Some(fw) = fw {
+                            fw.write_counters(&entries);
                         }
-                    }),
+                        st(&mut |s| {
+                            for e in &entries {
+                                s.stats.insert(e.key, *e);
+                            }
+                        })
+                    }
                     _ => {}
                 }
             }
             st(&mut |s| s.wire_bytes = wire);
+            if let Some(fw) = fw {
+                // What the DPU's flow table has left for the firmware: its
+                // capacity less the flows mirrored from tc filters.
+                let mirrored = shared.lock().count(crate::netlink::Kind::Filter) as u32;
+                let cap = hello.capacities.flows.saturating_sub(mirrored);
+                let fs = fw.state();
+                st(&mut |s| {
+                    if s.firmware_capacity != Some(cap) {
+                        fw.set_capacity(cap);
+                        s.firmware_capacity = Some(cap);
+                    }
+                    s.firmware = Some(fs);
+                });
+            }
             if resync {
                 break 'updates true;
             }

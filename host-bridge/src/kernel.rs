@@ -182,7 +182,8 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                         Object::Fdb(f) => f.ifindex == ifindex,
                         Object::Vlan(v) => v.ifindex == ifindex,
                         Object::Address(a) => a.ifindex == ifindex,
-                        Object::Flow(f) => f.ifindex == ifindex && f.cookie >> 63 == 0,
+                        // The firmware's too: their device is gone.
+                        Object::Flow(f) => f.ifindex == ifindex,
                         _ => false,
                     });
                     for k in on_link {

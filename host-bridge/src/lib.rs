@@ -8,6 +8,7 @@
 pub mod agent_link;
 pub mod config;
 pub mod dpu;
+pub mod firmware;
 pub mod kernel;
 pub mod mirror;
 pub mod netlink;

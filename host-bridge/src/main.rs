@@ -26,6 +26,11 @@ RUN OPTIONS:
     --rcvbuf BYTES     Netlink receive buffer [default: 33554432]
     --config FILE      Which links and tables are offloaded (TOML, see
                        host-bridge/host-bridge.toml); default: everything
+    --firmware IDS     Load the BPF flow offload firmware and attach it to
+                       these netdevsim devices (comma-separated ids, as in
+                       /sys/bus/netdevsim/devices/netdevsimID): tc flower
+                       skip_sw rules on their ports go to the DPU, and the
+                       DPU's counters come back into tc -s
 
 STATUS OPTIONS:
     --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         false,
     );
     let mut config = host_bridge::config::Config::default();
+    let mut firmware: Vec<u32> = Vec::new();
     while let Some(a) = args.next() {
         let mut val = |n: &str| match args.next() {
             Some(v) => Ok(v),
@@ -57,6 +63,14 @@ fn main() -> ExitCode {
                 .and_then(|v| v.parse().map(|v| rcvbuf = v).map_err(|_| "--rcvbuf: not a number".into())),
             "--config" => val("--config")
                 .and_then(|v| host_bridge::config::Config::load(v.as_ref()).map(|c| config = c)),
+            "--firmware" => val("--firmware").and_then(|v| {
+                v.split(',')
+                    .map(|d| {
+                        d.trim().parse::<u32>().map_err(|_| format!("--firmware: {d:?} is not a device id"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| firmware = v)
+            }),
             "--json" => {
                 json = true;
                 Ok(())
@@ -86,9 +100,20 @@ fn main() -> ExitCode {
                 eprintln!("host-bridge: status socket {}: {e}", status_path.display());
                 return ExitCode::FAILURE;
             }
+            let fw = if firmware.is_empty() {
+                None
+            } else {
+                match host_bridge::firmware::start(shared.clone(), firmware) {
+                    Ok(fw) => Some(fw),
+                    Err(e) => {
+                        eprintln!("host-bridge: firmware: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
             {
                 let (shared, state) = (shared.clone(), state.clone());
-                std::thread::spawn(move || dpu::run(shared, state, agent));
+                std::thread::spawn(move || dpu::run(shared, state, agent, fw));
             }
             host_bridge::log!(
                 "mirroring {}",

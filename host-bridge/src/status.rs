@@ -108,6 +108,11 @@ pub fn status(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "wire_bytes": d.wire_bytes,
             "last_error": d.last_error,
         },
+        "firmware": d.firmware.map(|f| json!({
+            "capacity": d.firmware_capacity, "flows": f.flows, "replaced": f.replaced,
+            "destroyed": f.destroyed, "stats_calls": f.stats_calls, "refused_full": f.refused_full,
+            "refused_unsupported": f.refused_unsupported, "lost_events": f.lost_events,
+        })),
         "refused": refused,
         "links": links,
         "routes": routes,

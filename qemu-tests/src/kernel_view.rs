@@ -307,7 +307,14 @@ pub fn kernel_flows(ns: &str) -> BTreeSet<FlowRow> {
         let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Array(vec![]));
         'filter: for f in v.as_array().into_iter().flatten() {
             let opts = &f["options"];
-            if f["kind"] != "flower" || opts.is_null() || opts["skip_hw"] == true {
+            // skip_hw: never offloaded; in_hw or skip_sw: a driver's, not
+            // the mirror's.
+            if f["kind"] != "flower"
+                || opts.is_null()
+                || opts["skip_hw"] == true
+                || opts["skip_sw"] == true
+                || opts["in_hw"] == true
+            {
                 continue;
             }
             let mut keys = BTreeSet::new();

@@ -13,7 +13,9 @@
 //! A filter the DPU cannot honour exactly (a key or action the wire
 //! protocol has no field for, `skip_hw`, an egress filter) is not
 //! offloaded: it becomes a delete of its cookie, so that an earlier,
-//! offloadable version of it does not linger on the DPU.
+//! offloadable version of it does not linger on the DPU. Neither is a
+//! filter a driver holds (`in_hw`, or `skip_sw`): that driver's offload
+//! path owns it, and for netdevsim that path is the BPF firmware.
 
 use super::convert::Change;
 use dpu_wire::*;
@@ -28,6 +30,8 @@ use netlink_packet_route::tc::{
 pub const PARENT_INGRESS: u32 = 0xffff_fff2;
 
 const TCA_CLS_FLAGS_SKIP_HW: u32 = 1;
+const TCA_CLS_FLAGS_SKIP_SW: u32 = 2;
+const TCA_CLS_FLAGS_IN_HW: u32 = 4;
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
 const TC_ACT_PIPE: i32 = 3;
@@ -113,6 +117,7 @@ pub fn filter(new: bool, m: &TcMessage) -> (Change, Option<NotOffloadable>) {
     }
     match flower(&id, opts) {
         Ok(rule) => (Change::Upsert(Object::Flow(rule)), None),
+        Err(why) if why.0.is_empty() => (Change::Delete(key), None),
         Err(why) => (Change::Delete(key), Some(why)),
     }
 }
@@ -132,6 +137,11 @@ fn flower(id: &FilterId, opts: &[TcOption]) -> Result<FlowRule, NotOffloadable> 
         let TcOption::Flower(f) = o else { continue };
         match f {
             F::Flags(fl) if fl & TCA_CLS_FLAGS_SKIP_HW != 0 => return no("skip_hw".into()),
+            // A driver holds it (the netdevsim firmware, say): its path,
+            // not the mirror's, takes it to the DPU.
+            F::Flags(fl) if fl & (TCA_CLS_FLAGS_IN_HW | TCA_CLS_FLAGS_SKIP_SW) != 0 => {
+                return Err(NotOffloadable(String::new()))
+            }
             F::Flags(_) | F::InHwCount(_) => {}
             F::EthType(t) => eth_type = Some(*t),
             F::VlanEthType(t) => vlan_eth_type = Some(*t),
@@ -397,6 +407,8 @@ mod tests {
         // Egress hook: not mirrored at all.
         assert_eq!(filter(true, &msg(0xffff_fff3, vec![drop.clone()])).0, Change::Ignore);
         // skip_hw, keys without a hardware field: a delete, with a reason.
+        let (c, why) = filter(true, &msg(PARENT_INGRESS, vec![F::Flags(TCA_CLS_FLAGS_IN_HW), drop.clone()]));
+        assert!(matches!(c, Change::Delete(Key::Flow(_))) && why.is_none(), "{c:?}");
         for o in [F::Flags(TCA_CLS_FLAGS_SKIP_HW), F::IpTtl(3), F::Other(DefaultNla::new(999, vec![]))] {
             let (c, why) = filter(true, &msg(PARENT_INGRESS, vec![o, drop.clone()]));
             assert!(matches!(c, Change::Delete(Key::Flow(_))), "{c:?}");
