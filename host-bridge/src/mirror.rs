@@ -51,6 +51,9 @@ pub struct MirrorCounters {
 #[derive(Default)]
 pub struct Mirror {
     shadow: HashMap<Key, Box<[u8]>>,
+    /// Objects in the shadow per kind (`Kind as usize`), kept as they
+    /// come and go so that counting never scans the shadow.
+    counts: [usize; Kind::ALL.len()],
     /// Pending keys: true for upsert, false for delete.
     pending: HashMap<Key, bool>,
     queues: [VecDeque<Key>; RANKS],
@@ -83,7 +86,11 @@ impl Mirror {
             return;
         }
         self.counters.changes += 1;
-        self.shadow.insert(key, bytes.into_boxed_slice());
+        if self.shadow.insert(key, bytes.into_boxed_slice()).is_none() {
+            if let Some(k) = Kind::of_key(&key) {
+                self.counts[k as usize] += 1;
+            }
+        }
         self.mark(key, true);
     }
 
@@ -118,6 +125,9 @@ impl Mirror {
     /// A kernel delete (or one the mirror worked out).
     pub fn delete(&mut self, key: &Key) {
         if self.shadow.remove(key).is_some() {
+            if let Some(k) = Kind::of_key(key) {
+                self.counts[k as usize] -= 1;
+            }
             self.counters.changes += 1;
             self.refused.remove(key);
             self.mark(*key, false);
@@ -258,7 +268,7 @@ impl Mirror {
 
     /// Objects per kind.
     pub fn count(&self, kind: Kind) -> usize {
-        self.shadow.keys().filter(|k| Kind::of_key(k) == Some(kind)).count()
+        self.counts[kind as usize]
     }
 }
 
@@ -314,6 +324,23 @@ mod tests {
         m.take(100);
         m.upsert(nh(5, 3));
         assert!(!m.has_pending());
+    }
+
+    #[test]
+    fn counts_per_kind_follow_the_shadow() {
+        let mut m = Mirror::new();
+        let scan = |m: &Mirror, k: Kind| m.objects().filter(|(key, _)| Kind::of_key(key) == Some(k)).count();
+        m.upsert(nh(1, 1));
+        m.upsert(nh(1, 2)); // a change, not a new object
+        m.upsert(route(1, 1));
+        m.upsert(route(2, 1));
+        m.delete(&route(1, 1).key());
+        m.delete(&route(1, 1).key()); // already gone
+        m.reconcile(&[Kind::Route], vec![route(3, 1), route(4, 1)]);
+        for k in Kind::ALL {
+            assert_eq!(m.count(k), scan(&m, k), "{k:?}");
+        }
+        assert_eq!((m.count(Kind::Nexthop), m.count(Kind::Route)), (1, 2));
     }
 
     #[test]
