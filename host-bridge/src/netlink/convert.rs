@@ -150,14 +150,7 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
             route(&r).map(|r| Change::Delete(Key::Route(r.key))).unwrap_or(Change::Ignore)
         }
         RouteNetlinkMessage::NewTrafficFilter(f) | RouteNetlinkMessage::DelTrafficFilter(f) => {
-            let new = msg_type == RTM_NEWTFILTER;
-            match super::tc::filter(new, &f) {
-                (Change::Ignore, _) if !new && u32::from(f.header.handle) == 0 => {
-                    Change::Redump(Kind::Filter)
-                }
-                (Change::Delete(k), Some(why)) => Change::NotOffloaded(k, why.0),
-                (c, _) => c,
-            }
+            super::tc::filter(msg_type == RTM_NEWTFILTER, &f)
         }
         // Deleting a clsact or ingress qdisc takes its filters silently.
         RouteNetlinkMessage::DelQueueDiscipline(q) if u32::from(q.header.parent) == 0xffff_fff1 => {

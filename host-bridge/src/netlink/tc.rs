@@ -17,7 +17,7 @@
 //! filter a driver holds (`in_hw`, or `skip_sw`): that driver's offload
 //! path owns it, and for netdevsim that path is the BPF firmware.
 
-use super::convert::Change;
+use super::convert::{Change, Kind};
 use dpu_wire::*;
 use netlink_packet_core::Nla;
 use netlink_packet_route::tc::{
@@ -77,12 +77,10 @@ pub fn cookie(id: &FilterId) -> u64 {
 pub struct NotOffloadable(pub String);
 
 /// Converts an `RTM_NEWTFILTER` / `RTM_DELTFILTER`.
-///
-/// Returns the change and, for a filter that is kept off the DPU, why.
-pub fn filter(new: bool, m: &TcMessage) -> (Change, Option<NotOffloadable>) {
+pub fn filter(new: bool, m: &TcMessage) -> Change {
     let parent: u32 = m.header.parent.into();
     if parent != PARENT_INGRESS || m.header.index <= 0 {
-        return (Change::Ignore, None);
+        return Change::Ignore;
     }
     let mut id = FilterId {
         ifindex: m.header.index as u32,
@@ -102,27 +100,25 @@ pub fn filter(new: bool, m: &TcMessage) -> (Change, Option<NotOffloadable>) {
         }
     }
     if id.handle == 0 {
-        // A whole priority (or chain) went at once: the caller re-dumps.
-        return (Change::Ignore, None);
+        // A whole priority (or chain) went at once, unnamed: re-dump.
+        return if new { Change::Ignore } else { Change::Redump(Kind::Filter) };
     }
     let key = Key::Flow(cookie(&id));
     if !new {
-        return (Change::Delete(key), None);
+        return Change::Delete(key);
     }
     if kind != Some("flower") {
-        return (
-            Change::Delete(key),
-            Some(NotOffloadable(format!("{} classifier", kind.unwrap_or("unknown")))),
-        );
+        return Change::NotOffloaded(key, format!("{} classifier", kind.unwrap_or("unknown")));
     }
     match flower(&id, opts) {
-        Ok(rule) => (Change::Upsert(Object::Flow(rule)), None),
-        Err(why) if why.0.is_empty() => (Change::Delete(key), None),
-        Err(why) => (Change::Delete(key), Some(why)),
+        Ok(Some(rule)) => Change::Upsert(Object::Flow(rule)),
+        Ok(None) => Change::Delete(key),
+        Err(why) => Change::NotOffloaded(key, why.0),
     }
 }
 
-fn flower(id: &FilterId, opts: &[TcOption]) -> Result<FlowRule, NotOffloadable> {
+/// The rule, `None` for a filter a driver holds, or why the DPU cannot.
+fn flower(id: &FilterId, opts: &[TcOption]) -> Result<Option<FlowRule>, NotOffloadable> {
     use TcFilterFlowerOption as F;
     let no = |s: String| Err(NotOffloadable(s));
     let mut m = FlowMatch::default();
@@ -139,9 +135,7 @@ fn flower(id: &FilterId, opts: &[TcOption]) -> Result<FlowRule, NotOffloadable> 
             F::Flags(fl) if fl & TCA_CLS_FLAGS_SKIP_HW != 0 => return no("skip_hw".into()),
             // A driver holds it (the netdevsim firmware, say): its path,
             // not the mirror's, takes it to the DPU.
-            F::Flags(fl) if fl & (TCA_CLS_FLAGS_IN_HW | TCA_CLS_FLAGS_SKIP_SW) != 0 => {
-                return Err(NotOffloadable(String::new()))
-            }
+            F::Flags(fl) if fl & (TCA_CLS_FLAGS_IN_HW | TCA_CLS_FLAGS_SKIP_SW) != 0 => return Ok(None),
             F::Flags(_) | F::InHwCount(_) => {}
             F::EthType(t) => eth_type = Some(*t),
             F::VlanEthType(t) => vlan_eth_type = Some(*t),
@@ -198,14 +192,14 @@ fn flower(id: &FilterId, opts: &[TcOption]) -> Result<FlowRule, NotOffloadable> 
     if actions.is_empty() {
         return no("no actions".into());
     }
-    Ok(FlowRule {
+    Ok(Some(FlowRule {
         cookie: cookie(id),
         ifindex: id.ifindex,
         chain: id.chain,
         prio: id.prio,
         matches: m,
         actions,
-    })
+    }))
 }
 
 fn variant_name(o: &TcFilterFlowerOption) -> String {
@@ -377,8 +371,7 @@ mod tests {
                 ]),
             ],
         );
-        let (c, why) = filter(true, &m);
-        assert_eq!(why, None);
+        let c = filter(true, &m);
         let Change::Upsert(Object::Flow(f)) = c else { panic!("{c:?}") };
         assert_eq!((f.ifindex, f.chain, f.prio), (3, 0, 49152));
         assert_eq!(f.matches.eth_type, Some(0x0800));
@@ -394,7 +387,11 @@ mod tests {
         );
         assert_eq!(f.cookie >> 63, 0);
         // The delete names the same cookie.
-        assert_eq!(filter(false, &m).0, Change::Delete(Key::Flow(f.cookie)));
+        assert_eq!(filter(false, &m), Change::Delete(Key::Flow(f.cookie)));
+        // A whole priority deleted (handle 0) names no filter: re-dump.
+        let mut whole = m.clone();
+        whole.header.handle = TcHandle::from(0u32);
+        assert_eq!(filter(false, &whole), Change::Redump(Kind::Filter));
     }
 
     #[test]
@@ -405,16 +402,16 @@ mod tests {
             vec![TcActionOption::Other(DefaultNla::new(TCA_GACT_PARMS, gen(TC_ACT_SHOT, &[])))],
         )]);
         // Egress hook: not mirrored at all.
-        assert_eq!(filter(true, &msg(0xffff_fff3, vec![drop.clone()])).0, Change::Ignore);
+        assert_eq!(filter(true, &msg(0xffff_fff3, vec![drop.clone()])), Change::Ignore);
         // skip_hw, keys without a hardware field: a delete, with a reason.
-        let (c, why) = filter(true, &msg(PARENT_INGRESS, vec![F::Flags(TCA_CLS_FLAGS_IN_HW), drop.clone()]));
-        assert!(matches!(c, Change::Delete(Key::Flow(_))) && why.is_none(), "{c:?}");
+        // in_hw: the driver's; a plain delete, nothing to report.
+        let c = filter(true, &msg(PARENT_INGRESS, vec![F::Flags(TCA_CLS_FLAGS_IN_HW), drop.clone()]));
+        assert!(matches!(c, Change::Delete(Key::Flow(_))), "{c:?}");
         for o in [F::Flags(TCA_CLS_FLAGS_SKIP_HW), F::IpTtl(3), F::Other(DefaultNla::new(999, vec![]))] {
-            let (c, why) = filter(true, &msg(PARENT_INGRESS, vec![o, drop.clone()]));
-            assert!(matches!(c, Change::Delete(Key::Flow(_))), "{c:?}");
-            assert!(why.is_some());
+            let c = filter(true, &msg(PARENT_INGRESS, vec![o, drop.clone()]));
+            assert!(matches!(c, Change::NotOffloaded(Key::Flow(_), ref why) if !why.is_empty()), "{c:?}");
         }
-        let (c, _) = filter(true, &msg(PARENT_INGRESS, vec![drop]));
+        let c = filter(true, &msg(PARENT_INGRESS, vec![drop]));
         assert!(matches!(c, Change::Upsert(Object::Flow(ref f)) if f.actions[0] == FlowAction::Drop));
     }
 
