@@ -21,7 +21,7 @@
 use crate::kernel::Shared;
 use dpu_wire::*;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, RingBufferBuilder};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::os::fd::AsFd;
 use std::sync::{mpsc, Arc};
@@ -139,12 +139,23 @@ pub struct FwCounters {
     pub last_hit_ns: u64,
 }
 
-/// `struct fw_flow` starts with these, then the rule.
-const FW_FLOW_RULE_OFFSET: usize = 40;
+/// `struct fw_flow`: the firmware's record of a flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FwFlow {
+    pub ifindex: u32,
+    pub pad: u32,
+    pub reported_packets: u64,
+    pub reported_bytes: u64,
+    pub reported_drops: u64,
+    pub lastused: u64,
+    pub rule: RawRule,
+}
 
 const _: () = assert!(size_of::<RawRule>() == 368);
 const _: () = assert!(size_of::<RawEvent>() == 376);
 const _: () = assert!(size_of::<FwState>() == 56);
+const _: () = assert!(size_of::<FwFlow>() == 408);
 
 /// Reads a plain-integer `repr(C)` struct from the front of `b`.
 fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
@@ -257,8 +268,10 @@ impl FwMaps {
                 ms => now.saturating_sub(ms as u64 * 1_000_000).max(1),
             };
             let c = FwCounters { packets: e.packets, bytes: e.bytes, drops: 0, last_hit_ns };
-            // EEXIST/ENOENT races with a destroy are harmless: a counter
-            // for a gone flow is never read.
+            // Only for flows the firmware still holds: its DESTROY deletes
+            // the counters entry, and one written after it would stay
+            // until the map filled. (A destroy racing this check leaves
+            // one such entry, which a re-used cookie overwrites.)
             if self.flows.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok().flatten().is_some() {
                 let _ = self.counters.update(&cookie.to_ne_bytes(), bytes_of(&c), MapFlags::ANY);
             }
@@ -270,9 +283,8 @@ impl FwMaps {
         let mut out = Vec::new();
         for k in self.flows.keys() {
             let Ok(Some(v)) = self.flows.lookup(&k, MapFlags::ANY) else { continue };
-            let ifindex = read::<u32>(&v).unwrap_or(0);
-            let Some(r) = v.get(FW_FLOW_RULE_OFFSET..).and_then(read::<RawRule>) else { continue };
-            if let Ok(f) = flow_rule(ifindex, &r) {
+            let Some(fl) = read::<FwFlow>(&v) else { continue };
+            if let Ok(f) = flow_rule(fl.ifindex, &fl.rule) {
                 out.push(f);
             }
         }
@@ -301,7 +313,8 @@ pub fn start(shared: Arc<Shared>, dev_ids: Vec<u32>) -> Result<Arc<FwMaps>, Stri
 fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<FwMaps>, String>>) {
     let mut objects = Vec::new();
     let mut links: Vec<Link> = Vec::new();
-    let mut first_maps: Option<Vec<(String, MapHandle)>> = None;
+    // The first object's maps, which the later copies reuse.
+    let mut first_maps: Option<HashMap<String, MapHandle>> = None;
     let custom = match std::env::var_os(OBJECT_ENV).map(std::fs::read) {
         None => None,
         Some(Ok(b)) => Some(b),
@@ -323,10 +336,8 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
                     v.get_mut(DEV_ID_OFFSET..DEV_ID_OFFSET + 4)
                         .ok_or("struct_ops value too short")?
                         .copy_from_slice(&dev.to_ne_bytes());
-                } else if let Some(first) = &first_maps {
-                    if let Some((_, h)) = first.iter().find(|(n, _)| *n == name) {
-                        m.reuse_fd(h.as_fd()).map_err(|e| format!("sharing map {name}: {e}"))?;
-                    }
+                } else if let Some(h) = first_maps.as_ref().and_then(|f| f.get(&name)) {
+                    m.reuse_fd(h.as_fd()).map_err(|e| format!("sharing map {name}: {e}"))?;
                 }
             }
             let mut obj = open
@@ -341,13 +352,14 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
                 }
             }
             if first_maps.is_none() {
-                let mut v = Vec::new();
+                let mut v = HashMap::new();
                 for m in obj.maps() {
                     let name = m.name().to_string_lossy().to_string();
                     if ["flows", "counters", "state", "capacity", "events", "scratch"]
                         .contains(&name.as_str())
                     {
-                        v.push((name, MapHandle::try_from(&m).map_err(|e| e.to_string())?));
+                        let h = MapHandle::try_from(&m).map_err(|e| e.to_string())?;
+                        v.insert(name, h);
                     }
                 }
                 first_maps = Some(v);
@@ -361,40 +373,41 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
         }
         crate::log!("firmware attached to netdevsim device {dev}");
     }
-    let Some(maps) = first_maps else {
+    let Some(mut maps) = first_maps else {
         let _ = ready.send(Err("no netdevsim device configured".into()));
         return;
     };
-    let take = |n: &str| -> Option<MapHandle> {
-        maps.iter().find(|(m, _)| m == n).and_then(|(_, h)| MapHandle::try_from(h).ok())
-    };
+    let mut take = |n: &str| maps.remove(n);
     let (Some(state), Some(capacity), Some(counters), Some(flows), Some(events)) =
         (take("state"), take("capacity"), take("counters"), take("flows"), take("events"))
     else {
         let _ = ready.send(Err("firmware object lacks a map".into()));
         return;
     };
+    // The capacity map starts at 0, "no room", until the agent has said
+    // how much it has (dpu.rs publishes it).
     let fw = Arc::new(FwMaps { state, capacity, counters, flows });
-    // No room until the agent has said how much it has.
-    fw.set_capacity(0);
-    let _ = ready.send(Ok(fw.clone()));
-
     let sh = shared.clone();
     let mut builder = RingBufferBuilder::new();
-    if let Err(e) = builder.add(&events, move |data: &[u8]| {
+    let added = builder.add(&events, move |data: &[u8]| {
         on_event(&sh, data);
         0
-    }) {
-        crate::log!("firmware ring buffer: {e}");
-        return;
-    }
-    let rb = match builder.build() {
+    });
+    let built = match added {
+        Ok(_) => builder.build(),
+        Err(e) => Err(e),
+    };
+    let rb = match built {
         Ok(rb) => rb,
         Err(e) => {
-            crate::log!("firmware ring buffer: {e}");
+            let _ = ready.send(Err(format!("firmware ring buffer: {e}")));
             return;
         }
     };
+    // Attached, and its events are heard: host-bridge may go on. The
+    // objects and links stay alive as long as this loop, which is the
+    // life of the process.
+    let _ = ready.send(Ok(fw.clone()));
     let mut lost = 0;
     let mut checked = Instant::now();
     loop {
@@ -410,11 +423,6 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
                 reconcile(&shared, &fw);
             }
         }
-    }
-    #[allow(unreachable_code)]
-    {
-        drop(links);
-        drop(objects);
     }
 }
 
