@@ -9,7 +9,8 @@
 #    firmware onto a netdevsim device; tc flower skip_sw rules reach the DPU
 #    hardware, its counters come back into tc -s, a full DPU table gives
 #    ENOSPC, a firmware the verifier refuses gives a clear error;
-#  - bpf/kernel/tests/run.sh: the netdevsim flow-offload struct_ops.
+#  - bpf/kernel/tests/run.sh: the series' kselftest for the netdevsim
+#    flow-offload struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

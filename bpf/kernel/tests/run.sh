@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Runs the kernel series' functional test in the VM:
+# Runs the series' kernel selftest in the VM:
 #
 #   bpf/kernel/tests/run.sh [--debug | --kernel BZIMAGE]
 #
-# Builds the test kernel (or takes it from the cache), compiles the test
-# programs against that kernel's BTF with clang, then boots it with
-# bpf/vm/run.sh and runs nsim-flow-ops.sh inside. --debug uses the lockdep
-# kernel; --kernel a kernel built elsewhere, either in a cache entry (BTF
-# from its vmlinux.btf) or in a build tree (BTF from the tree's vmlinux).
+# The selftest is part of the series (patch 3:
+# tools/testing/selftests/drivers/net/netdevsim/bpf-flow-ops.sh and its BPF
+# programs). This builds the test kernel (or takes it from the cache),
+# builds and installs that selftest from the kernel's patched source tree
+# with kselftest's own `make install` (BPF programs compiled with clang
+# against the kernel's BTF), then boots the kernel with bpf/vm/run.sh and
+# runs it there through run_kselftest.sh (ksft-in-vm.sh).
+#
+# --debug uses the lockdep kernel; --kernel a kernel built elsewhere, either
+# in a cache entry (<cache>/<hash>/bzImage: source tree in
+# <cache>/build-<hash>/linux, BTF from vmlinux.btf) or in a build tree
+# (<tree>/arch/x86/boot/bzImage: BTF from <tree>/vmlinux).
 # Exit status: the VM runner's (the test's, or a dmesg splat).
 set -euo pipefail
 
@@ -20,7 +27,7 @@ case ${1:-} in
 esac
 
 need=()
-for p in clang libbpf-dev bpftool; do
+for p in clang bpftool make strace ethtool python3; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		need+=("$p")
 done
@@ -33,22 +40,24 @@ fi
 if [ -z "$kernel" ]; then
 	kernel=$("$HERE/../build.sh" ${build_args[@]+"${build_args[@]}"} | tail -n 1)
 fi
-btf=$(dirname "$kernel")/vmlinux.btf
-[ -f "$btf" ] || btf=$(dirname "$kernel")/../../../vmlinux
-out=$(mktemp -d /tmp/nsim-flow-ops.XXXXXX)
-bpftool btf dump file "$btf" format c >"$out/vmlinux.h"
+dir=$(dirname "$kernel")
+if [ -f "$dir/vmlinux.btf" ]; then # a cache entry
+	btf=$dir/vmlinux.btf
+	tree=$(dirname "$dir")/build-$(basename "$dir")/linux
+else # a build tree's arch/<arch>/boot/bzImage
+	tree=$(realpath "$dir/../../..")
+	btf=$tree/vmlinux
+fi
+if [ ! -f "$tree/tools/testing/selftests/drivers/net/netdevsim/bpf-flow-ops.sh" ]; then
+	echo "run.sh: no patched source tree at $tree (rebuild it: bpf/kernel/build.sh --force)" >&2
+	exit 1
+fi
 
-cc() { # cc OUTPUT SOURCE [CFLAGS...]
-	local o=$1 src=$2
-	shift 2
-	clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -I "$out" "$@" \
-		-c "$HERE/$src" -o "$out/$o"
-}
-cc nsim_flow_ops.bpf.o nsim_flow_ops.bpf.c
-cc nsim_flow_ops_dev11.bpf.o nsim_flow_ops.bpf.c -DDEV_ID=11
-cc bad_sleepable.bpf.o nsim_flow_ops_bad.bpf.c -DBAD_SLEEPABLE
-cc bad_write.bpf.o nsim_flow_ops_bad.bpf.c -DBAD_WRITE
-cc bad_kfunc_caller.bpf.o nsim_flow_ops_bad.bpf.c -DBAD_KFUNC_CALLER
+out=$(mktemp -d /tmp/nsim-flow-ops.XXXXXX)
+echo "run.sh: building the selftest from $tree" >&2
+make -s -C "$tree/tools/testing/selftests" TARGETS=drivers/net/netdevsim \
+	O="$out/build" KSFT_INSTALL_PATH="$out/ksft" VMLINUX_BTF="$btf" \
+	install >&2
 
 exec "$HERE/../../vm/run.sh" --kernel "$kernel" --out "$out/vm" \
-	"$HERE/nsim-flow-ops.sh" "$out"
+	"$HERE/ksft-in-vm.sh" "$out/ksft" drivers/net/netdevsim:bpf-flow-ops.sh
