@@ -10,6 +10,7 @@ use dpu_wire::framing::max_encoded_len;
 use dpu_wire::*;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -78,8 +79,9 @@ pub struct BatchResult {
     pub failures: Vec<(usize, Status, Option<Key>)>,
 }
 
-/// The stream types the link can run over.
-pub trait Transport: Read + Write {
+/// The stream types the link can run over. The fd is for waiting on the
+/// stream together with something else (see [`AgentLink::pump`]).
+pub trait Transport: Read + Write + AsFd {
     fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
 }
 
@@ -189,7 +191,6 @@ impl<S: Transport> AgentLink<S> {
     /// Next frame from the agent, waiting at most `self.timeout`.
     pub fn recv(&mut self) -> Result<AgentEvent, LinkError> {
         let deadline = Instant::now() + self.timeout;
-        let mut buf = [0u8; 65536];
         loop {
             if let Some(ev) = self.inbox.pop_front() {
                 return Ok(ev);
@@ -198,19 +199,48 @@ impl<S: Transport> AgentLink<S> {
             if left.is_zero() {
                 return Err(LinkError::Timeout);
             }
-            self.stream.set_timeout(Some(left))?;
-            let n = match self.stream.read(&mut buf) {
-                Ok(0) => return Err(LinkError::Closed),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let Self { deframer, inbox, rx_errors, .. } = self;
-            deframer.push(&buf[..n], |frame| match frame.ok().and_then(decode) {
-                Some(ev) => inbox.push_back(ev),
-                None => *rx_errors += 1,
-            });
+            self.read_once(left)?;
         }
+    }
+
+    /// One read from the stream, waiting at most `wait`; the frames it
+    /// completes go to the inbox. Nothing to read in time is not an error.
+    fn read_once(&mut self, wait: Duration) -> Result<(), LinkError> {
+        let mut buf = [0u8; 65536];
+        self.stream.set_timeout(Some(wait))?;
+        let n = match self.stream.read(&mut buf) {
+            Ok(0) => return Err(LinkError::Closed),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Self { deframer, inbox, rx_errors, .. } = self;
+        deframer.push(&buf[..n], |frame| match frame.ok().and_then(decode) {
+            Some(ev) => inbox.push_back(ev),
+            None => *rx_errors += 1,
+        });
+        Ok(())
+    }
+
+    /// The stream's fd, to wait for agent frames with `poll` alongside
+    /// other sources; call [`AgentLink::pump`] when it is readable.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Reads what the agent has sent (without waiting more than a
+    /// millisecond), for [`AgentLink::take_events`]. For use between
+    /// requests, when every frame is unsolicited: stats, heartbeats,
+    /// resync requests.
+    pub fn pump(&mut self) -> Result<(), LinkError> {
+        self.read_once(Duration::from_millis(1))
     }
 
     /// Receives until `pick` accepts a frame; other frames are kept as
@@ -231,10 +261,14 @@ impl<S: Transport> AgentLink<S> {
         }
     }
 
-    /// Frames that arrived while waiting for something else (periodic
-    /// stats, heartbeats, resync requests).
+    /// Frames that arrived while waiting for something else or were read
+    /// by [`AgentLink::pump`] (periodic stats, heartbeats, resync
+    /// requests). Between requests every frame in the inbox is one of
+    /// these too.
     pub fn take_events(&mut self) -> Vec<AgentEvent> {
-        std::mem::take(&mut self.events)
+        let mut evs = std::mem::take(&mut self.events);
+        evs.extend(self.inbox.drain(..));
+        evs
     }
 
     /// Sends `ops` in as many frames as they need, at most [`WINDOW`]

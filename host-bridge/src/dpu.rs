@@ -11,10 +11,13 @@ use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
 use crate::mirror::decode_chunk;
 use dpu_wire::{AgentHello, HostMsg, StatEntry, StatKey};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the DPU reported, for the status output.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +40,9 @@ pub struct DpuState {
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
+
+/// A heartbeat goes to the agent after this long without other traffic.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf, fw: Option<Arc<FwMaps>>) {
     let mut generation = 0u32;
@@ -116,23 +122,35 @@ fn session(
         if freed {
             shared.lock().retry_refused();
         }
-        // Then updates as they come.
+        // Then updates as they come, and the agent's frames as they come:
+        // stats go to the firmware's map within the agent's interval.
+        let mut last_tx = Instant::now();
         let resync = 'updates: loop {
-            let ops = {
-                let m = shared.lock();
-                let (mut m, _) = shared
-                    .wake
-                    .wait_timeout_while(m, Duration::from_secs(1), |m| !m.has_pending())
-                    .unwrap_or_else(|p| p.into_inner());
-                m.take(BATCH)
-            };
-            if ops.is_empty() {
-                link.heartbeat()?;
-            } else {
+            shared.quiet();
+            let ops = shared.lock().take(BATCH);
+            if !ops.is_empty() {
                 let r = link.apply(&ops)?;
+                last_tx = Instant::now();
                 let mut m = shared.lock();
                 if m.results(&ops, &r.failures) {
                     m.retry_refused();
+                }
+            } else if last_tx.elapsed() >= HEARTBEAT {
+                link.heartbeat()?;
+                last_tx = Instant::now();
+            } else {
+                // Wait for a mirror change, an agent frame or the heartbeat.
+                let left = HEARTBEAT.saturating_sub(last_tx.elapsed());
+                let mut fds = [
+                    PollFd::new(shared.bell.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(link.fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(LinkError::Io(e.into())),
+                }
+                if fds[1].any() == Some(true) {
+                    link.pump()?;
                 }
             }
             let wire = link.tx_bytes;

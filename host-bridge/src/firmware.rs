@@ -441,7 +441,7 @@ fn on_event(shared: &Shared, data: &[u8]) {
         k => crate::log!("firmware: event of unknown kind {k}"),
     }
     drop(m);
-    shared.wake.notify_all();
+    shared.notify();
 }
 
 /// Makes the mirror's firmware flows equal to the firmware's flows map.
@@ -459,7 +459,7 @@ fn reconcile(shared: &Shared, fw: &FwMaps) {
         m.upsert(Object::Flow(f));
     }
     drop(m);
-    shared.wake.notify_all();
+    shared.notify();
 }
 
 #[cfg(test)]

@@ -15,23 +15,43 @@ use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use dpu_wire::{Key, LinkKind, Object, OperState, RouteNexthops};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use smol::Async;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 
-/// The shared mirror and the condition the agent side waits on.
+/// The shared mirror and how its writers wake the agent session.
 pub struct Shared {
     pub mirror: Mutex<Mirror>,
+    /// For waits on the mirror's state alone (`ready`).
     pub wake: Condvar,
+    /// Rung with every [`Shared::notify`]: the agent session polls it
+    /// together with the agent's socket, so that it wakes for either.
+    pub bell: EventFd,
 }
 
 impl Shared {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Shared { mirror: Mutex::new(Mirror::new()), wake: Condvar::new() })
+    pub fn new() -> io::Result<Arc<Self>> {
+        let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Arc::new(Shared { mirror: Mutex::new(Mirror::new()), wake: Condvar::new(), bell }))
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {
         self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the waiters that the mirror changed.
+    pub fn notify(&self) {
+        self.wake.notify_all();
+        // Fails only when the counter would overflow, and then it is
+        // already non-zero: the bell is ringing either way.
+        let _ = self.bell.write(1);
+    }
+
+    /// Silences the bell (before checking the mirror, so that no change
+    /// made after the check goes unheard).
+    pub fn quiet(&self) {
+        let _ = self.bell.read();
     }
 }
 
@@ -141,7 +161,7 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
     let fresh: Vec<Object> = fresh.into_iter().filter(|o| offloaded(&m, cfg, o)).collect();
     m.reconcile(kinds, fresh);
     drop(m);
-    shared.wake.notify_all();
+    shared.notify();
     Ok(())
 }
 
@@ -243,7 +263,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
         m.ready = true;
         crate::log!("initial sync: {} objects mirrored", m.len());
     }
-    shared.wake.notify_all();
+    shared.notify();
     let mut buf = vec![0u8; BUF];
     smol::block_on(async {
         loop {
@@ -266,7 +286,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             }
                         }
                     }
-                    shared.wake.notify_all();
+                    shared.notify();
                     redump.extend(bad);
                     if !redump.is_empty() {
                         redump.sort();

@@ -94,7 +94,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            let shared = Shared::new();
+            let shared = match Shared::new() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("host-bridge: eventfd: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let state = Arc::new(Mutex::new(DpuState::default()));
             if let Err(e) = status::serve(&status_path, shared.clone(), state.clone()) {
                 eprintln!("host-bridge: status socket {}: {e}", status_path.display());

@@ -41,6 +41,12 @@ impl Write for PtyMaster {
     }
 }
 
+impl AsFd for PtyMaster {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 impl Transport for PtyMaster {
     fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         self.timeout = t;

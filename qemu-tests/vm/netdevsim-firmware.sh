@@ -69,8 +69,8 @@ hw_has() { # hw_has PATTERN: the DPU hardware holds a flow line matching it, wit
 check "the DPU hardware holds the rule" hw_has "dev $p0 chain 0 prio 1 actions drop"
 $bin/dpu-hw dump $work/hw | grep '^flow\[' | sed 's/^/  /'
 
-t0=$(date +%s%N)
 $bin/dpu-hw inject $work/hw --in $if0 --dst 192.0.2.1 --proto 17 --len 100 --count 5 | tail -n 1 | sed 's/^/  /'
+t0=$(date +%s%N) # the hardware has counted them
 hw_stats() { # the first action's hardware packets and bytes, from tc -s -j
 	tc -s -j filter show dev $p0 ingress | python3 -c '
 import json, sys
@@ -94,8 +94,10 @@ got=$(hw_stats)
 tc -s filter show dev $p0 ingress | grep -E "Sent|used_hw" | sed 's/^/  /'
 check "5 packets / 500 bytes counted by the DPU show in tc -s (after $ms ms; stats interval 500 ms)" \
 	test "$got" = "5 500"
-# One stats interval, plus this loop's tc + python polling, slow under TCG.
-check "... within one stats interval plus the polling" test "$ms" -lt 2500
+# The agent reports every 500 ms and host-bridge writes the map when the
+# frame arrives, so one interval; the rest is this loop's 50 ms polling
+# with tc, slow under TCG.
+check "... within one stats interval (+ 300 ms for the polling)" test "$ms" -lt 800
 
 tc filter del dev $p0 ingress prio 1
 gone() { for _ in $(seq 50); do $bin/dpu-hw dump $work/hw | grep -q '^flow\[' || return 0; sleep 0.2; done; return 1; }
