@@ -164,7 +164,7 @@ fn session(
                     }
                     AgentEvent::Stats { entries, .. } => {
                         if let Some(fw) = fw {
-                            fw.write_counters(&entries);
+                            fw.write_counters(shared, &entries);
                         }
                         st(&mut |s| {
                             for e in &entries {

@@ -256,11 +256,21 @@ impl FwMaps {
 
     /// Writes the DPU's absolute counters of firmware flows; the program
     /// turns them into deltas when tc asks.
-    pub fn write_counters(&self, entries: &[StatEntry]) {
+    ///
+    /// Only for flows the firmware still holds, as the mirror knows them
+    /// from its events: its DESTROY deletes the counters entry, and one
+    /// written after it would stay until the map filled. The mirror lock
+    /// is held across the check and the write, and the destroy event's
+    /// handler deletes the entry again under that lock, so a write racing
+    /// a destroy is undone. All entries go in one batch update.
+    pub fn write_counters(&self, shared: &Shared, entries: &[StatEntry]) {
         let now = monotonic_ns();
+        let mut keys = Vec::with_capacity(entries.len() * 8);
+        let mut values = Vec::with_capacity(entries.len() * size_of::<FwCounters>());
+        let m = shared.lock();
         for e in entries {
             let StatKey::Flow(cookie) = e.key else { continue };
-            if cookie >> 63 == 0 {
+            if cookie >> 63 == 0 || !m.contains(&Key::Flow(cookie)) {
                 continue;
             }
             let last_hit_ns = match e.idle_ms {
@@ -268,14 +278,23 @@ impl FwMaps {
                 ms => now.saturating_sub(ms as u64 * 1_000_000).max(1),
             };
             let c = FwCounters { packets: e.packets, bytes: e.bytes, drops: 0, last_hit_ns };
-            // Only for flows the firmware still holds: its DESTROY deletes
-            // the counters entry, and one written after it would stay
-            // until the map filled. (A destroy racing this check leaves
-            // one such entry, which a re-used cookie overwrites.)
-            if self.flows.lookup(&cookie.to_ne_bytes(), MapFlags::ANY).ok().flatten().is_some() {
-                let _ = self.counters.update(&cookie.to_ne_bytes(), bytes_of(&c), MapFlags::ANY);
+            keys.extend_from_slice(&cookie.to_ne_bytes());
+            values.extend_from_slice(bytes_of(&c));
+        }
+        let n = (keys.len() / 8) as u32;
+        if n > 0 && self.counters.update_batch(&keys, &values, n, MapFlags::ANY, MapFlags::ANY).is_err() {
+            // A kernel without batch updates for hash maps: one by one.
+            for (k, v) in keys.chunks_exact(8).zip(values.chunks_exact(size_of::<FwCounters>())) {
+                let _ = self.counters.update(k, v, MapFlags::ANY);
             }
         }
+        drop(m);
+    }
+
+    /// Drops a flow's counters entry (after its DESTROY, see
+    /// [`FwMaps::write_counters`]).
+    fn forget(&self, cookie: u64) {
+        let _ = self.counters.delete(&cookie.to_ne_bytes());
     }
 
     /// Every flow the firmware holds now, from its flows map.
@@ -389,8 +408,9 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
     let fw = Arc::new(FwMaps { state, capacity, counters, flows });
     let sh = shared.clone();
     let mut builder = RingBufferBuilder::new();
+    let fw_ev = fw.clone();
     let added = builder.add(&events, move |data: &[u8]| {
-        on_event(&sh, data);
+        on_event(&sh, &fw_ev, data);
         0
     });
     let built = match added {
@@ -426,7 +446,7 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
     }
 }
 
-fn on_event(shared: &Shared, data: &[u8]) {
+fn on_event(shared: &Shared, fw: &FwMaps, data: &[u8]) {
     let Some(ev) = read::<RawEvent>(data) else {
         crate::log!("firmware: short event ({} bytes)", data.len());
         return;
@@ -437,14 +457,18 @@ fn on_event(shared: &Shared, data: &[u8]) {
             Ok(f) => m.upsert(Object::Flow(f)),
             Err(e) => crate::log!("firmware flow {:#x}: {e}", ev.rule.cookie),
         },
-        FW_EV_DESTROY => m.delete(&Key::Flow(ev.rule.cookie)),
+        FW_EV_DESTROY => {
+            m.delete(&Key::Flow(ev.rule.cookie));
+            fw.forget(ev.rule.cookie);
+        }
         k => crate::log!("firmware: event of unknown kind {k}"),
     }
     drop(m);
     shared.notify();
 }
 
-/// Makes the mirror's firmware flows equal to the firmware's flows map.
+/// Makes the mirror's firmware flows equal to the firmware's flows map,
+/// and drops counters entries of flows it no longer holds.
 fn reconcile(shared: &Shared, fw: &FwMaps) {
     let held = fw.flows();
     let keys: HashSet<Key> = held.iter().map(|f| Key::Flow(f.cookie)).collect();
@@ -457,6 +481,14 @@ fn reconcile(shared: &Shared, fw: &FwMaps) {
     }
     for f in held {
         m.upsert(Object::Flow(f));
+    }
+    // Counters of flows whose destroy event was lost (written before the
+    // mirror heard of it) go too.
+    for k in fw.counters.keys() {
+        let Ok(c) = <[u8; 8]>::try_from(k.as_slice()) else { continue };
+        if !keys.contains(&Key::Flow(u64::from_ne_bytes(c))) {
+            let _ = fw.counters.delete(&k);
+        }
     }
     drop(m);
     shared.notify();

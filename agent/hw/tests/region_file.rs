@@ -188,3 +188,36 @@ fn open_rejects_missing_and_truncated_files() {
     let e = Region::open(&f.0).err().expect("must fail");
     assert!(e.to_string().contains("outside"), "{e}");
 }
+
+#[test]
+fn bump_counts_on_every_flow_entry() {
+    let f = TempFile::new("bump");
+    let (region, _) = Region::create(&f.0, &layout("bump")).expect("create");
+    let mut hal = MmioHal::new(region);
+    for (slot, cookie) in [(2u32, 7u64), (9, 8)] {
+        let e = FlowEntry {
+            cookie,
+            ifindex: 1,
+            chain: 0,
+            prio: 1,
+            key: FlowKey::default(),
+            mask: FlowKey::default(),
+            actions: vec![],
+        };
+        write(&mut hal, TableId::Flow, slot, |b| e.encode(b));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dpu-hw"))
+        .arg("bump")
+        .arg(&f.0)
+        .args(["--packets", "2", "--len", "50", "--every", "1", "--rounds", "3"])
+        .output()
+        .expect("run dpu-hw");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3 round(s), last over 2 flow entries");
+    for slot in [2, 9] {
+        let c = hal.read_counters(TableId::Flow, slot);
+        assert_eq!(c[..2], [6, 300], "slot {slot}");
+        assert!(c[2] > 0 && c[2] <= dpu_hw::hal::monotonic_ms(), "last hit in CLOCK_MONOTONIC ms");
+    }
+    assert_eq!(hal.read_counters(TableId::Flow, 3)[..2], [0, 0], "an empty slot is not counted");
+}

@@ -1,12 +1,14 @@
 //! `dpu-hw`: reads the qemu-virt hardware region and sends test traffic
 //! through it, independently of the agent.
 
+use dpu_hw::hal::monotonic_ms;
 use dpu_hw::lookup::{process, Packet};
-use dpu_hw::{reader, Region};
+use dpu_hw::{reader, Region, TableId};
 use dpu_wire::types::{Ip, Mac};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 const HELP: &str = "\
 dpu-hw: inspect the DPU hardware region and send packets through it.
@@ -18,6 +20,9 @@ USAGE:
     dpu-hw inject REGION [PACKET]   Run packets through the forwarding pipeline,
                                     incrementing the hardware counters, and print
                                     the decision
+    dpu-hw bump REGION [BUMP]       Add packets to the counters of every valid
+                                    flow entry, as traffic hitting each flow would
+                                    (no lookup: a load generator for benchmarks)
 PACKET options:
     --in IFINDEX       ingress port [required]
     --dst IP           destination address (omit for a non-IP frame)
@@ -31,6 +36,11 @@ PACKET options:
     --len BYTES        frame length for byte counters [default: 100]
     --table N          routing table of the ingress port [default: 254]
     --count N          packets to send [default: 1]
+BUMP options:
+    --packets N        packets added per entry and round [default: 1]
+    --len BYTES        bytes per packet [default: 100]
+    --every MS         repeat every MS milliseconds [default: once]
+    --rounds R         stop after R rounds, 0 for never [default: 0 with --every]
 ";
 
 fn mac(s: &str) -> Result<Mac, String> {
@@ -109,6 +119,47 @@ fn inject(region: &Region, mut args: impl Iterator<Item = String>) -> Result<(),
     Ok(())
 }
 
+fn bump(region: &Region, mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (mut packets, mut len, mut every, mut rounds) = (1u64, 100u64, None::<u64>, None::<u64>);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--packets" => packets = num("--packets", args.next())?,
+            "--len" => len = num("--len", args.next())?,
+            "--every" => every = Some(num("--every", args.next())?),
+            "--rounds" => rounds = Some(num("--rounds", args.next())?),
+            o => return Err(format!("unknown option {o:?}")),
+        }
+    }
+    let rounds = rounds.unwrap_or(if every.is_some() { 0 } else { 1 });
+    let capacity = region.desc(TableId::Flow).capacity;
+    let mut done = 0u64;
+    loop {
+        let start = std::time::Instant::now();
+        let now = monotonic_ms().max(1);
+        let mut hit = 0u32;
+        for slot in (0..capacity).filter(|&s| region.is_valid(TableId::Flow, s)) {
+            let add = |i: usize, v: u64| {
+                if let Some(c) = region.counter(TableId::Flow, slot, i) {
+                    c.fetch_add(v, Ordering::Relaxed);
+                }
+            };
+            add(0, packets);
+            add(1, packets.saturating_mul(len));
+            if let Some(c) = region.counter(TableId::Flow, slot, 2) {
+                c.store(now, Ordering::Relaxed);
+            }
+            hit += 1;
+        }
+        done += 1;
+        if rounds != 0 && done >= rounds || every.is_none() {
+            println!("{done} round(s), last over {hit} flow entries");
+            return Ok(());
+        }
+        let period = std::time::Duration::from_millis(every.unwrap_or(0));
+        std::thread::sleep(period.saturating_sub(start.elapsed()));
+    }
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
@@ -135,6 +186,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         "inject" => inject(&region, args),
+        "bump" => bump(&region, args),
         "usage" => {
             for t in reader::table_stats(&region) {
                 println!("{} {} {} {} {}", t.id.name(), t.used, t.capacity, t.writes, t.invalidates);
