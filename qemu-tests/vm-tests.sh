@@ -11,11 +11,25 @@
 #    ENOSPC, a firmware the verifier refuses gives a clear error;
 #  - bpf/kernel/tests/run.sh: the series' kselftest for the netdevsim
 #    flow-offload struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh).
+#
+#   bash qemu-tests/vm-tests.sh [--debug]
+#
+# --debug runs them on the lockdep kernel (bpf/kernel/build.sh --debug:
+# PROVE_LOCKING, PROVE_RCU, DEBUG_ATOMIC_SLEEP, DEBUG_NET, refcount
+# trackers), where the VM runner fails a test on any splat in dmesg. That
+# kernel is a second ~20 min build on a fresh machine, so it is a separate,
+# slower suite, not part of qemu-tests/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 t0=$(date +%s)
-kernel=$(bash bpf/kernel/build.sh | tail -n 1)
+build_args=()
+case ${1:-} in
+--debug) build_args+=(--debug) ;;
+"") ;;
+*) echo "vm-tests.sh: unknown argument $1" >&2; exit 2 ;;
+esac
+kernel=$(bash bpf/kernel/build.sh ${build_args[@]+"${build_args[@]}"} | tail -n 1)
 echo "vm-tests: kernel $kernel ready after $(( $(date +%s) - t0 )) s"
 cargo build --quiet --locked -p dpu-agent -p dpu-hw -p host-bridge -p qemu-tests --bins
 # A firmware the verifier must refuse, for netdevsim-firmware.sh.
