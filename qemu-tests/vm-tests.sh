@@ -8,7 +8,8 @@
 #  - qemu-tests/vm/netdevsim-firmware.sh: host-bridge loads the BPF
 #    firmware onto a netdevsim device; tc flower skip_sw rules reach the DPU
 #    hardware, its counters come back into tc -s, a full DPU table gives
-#    ENOSPC, a firmware the verifier refuses gives a clear error;
+#    ENOSPC, a firmware the verifier refuses gives a clear error, a pinned
+#    firmware survives a host-bridge kill and is adopted on restart;
 #  - bpf/kernel/tests/run.sh: the series' kselftest for the netdevsim
 #    flow-offload struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh).
 #

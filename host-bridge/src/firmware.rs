@@ -12,7 +12,17 @@
 //! the object before loading); every copy after the first reuses the
 //! first's maps, so the devices share one flow count, one counter map and
 //! one ring buffer. The struct_ops are attached through BPF links: they
-//! detach when host-bridge exits.
+//! detach when host-bridge exits, unless they are pinned.
+//!
+//! With a pin directory (`--firmware-pin DIR`, on bpffs) the links and the
+//! maps are pinned under `DIR/fw-<hash of the object>/`, so the firmware
+//! outlives host-bridge: while host-bridge is down the kernel keeps calling
+//! it (stats from the last counters written; new rules accepted while its
+//! ring buffer has room, then refused with ENOBUFS), and a restarted
+//! host-bridge adopts it, reads its flows map into the mirror before the
+//! agent's snapshot, and reads the events that waited in the ring buffer.
+//! Without that, rules already `in_hw` would stay in tc while the DPU lost
+//! them at the next snapshot. `host-bridge detach-firmware` unpins.
 //!
 //! The firmware's flows reach the mirror under the kernel's own cookie,
 //! which is a kernel address with bit 63 set; the mirror's tc-filter flows
@@ -21,9 +31,11 @@
 use crate::kernel::Shared;
 use dpu_wire::*;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, RingBufferBuilder};
+use nix::errno::Errno::EBUSY;
 use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -317,22 +329,95 @@ fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads the firmware for netdevsim devices `dev_ids`, attaches it, then
-/// runs its event loop on a thread of its own. Returns once every device
-/// is attached, or with the reason none is.
-pub fn start(shared: Arc<Shared>, dev_ids: Vec<u32>) -> Result<Arc<FwMaps>, String> {
+/// The maps every copy of the firmware shares (and that are pinned).
+const SHARED_MAPS: [&str; 6] = ["flows", "counters", "state", "capacity", "events", "scratch"];
+
+/// Loads the firmware for netdevsim devices `dev_ids`, attaches it (or
+/// adopts the copies pinned under `pin`), then runs its event loop on a
+/// thread of its own. Returns once every device has the firmware, or with
+/// the reason one has not.
+pub fn start(shared: Arc<Shared>, dev_ids: Vec<u32>, pin: Option<PathBuf>) -> Result<Arc<FwMaps>, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("firmware".into())
-        .spawn(move || run(shared, dev_ids, tx))
+        .spawn(move || run(shared, dev_ids, pin, tx))
         .map_err(|e| e.to_string())?;
     rx.recv().map_err(|_| "firmware thread died while loading".to_string())?
 }
 
-fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<FwMaps>, String>>) {
+/// FNV-1a: names a firmware build in the pin directory.
+fn build_id(image: &[u8]) -> u64 {
+    image.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The pinned maps of one build, if it pinned them.
+fn pinned_maps(dir: &Path) -> Result<Option<HashMap<String, MapHandle>>, String> {
+    if !dir.join("maps").join(SHARED_MAPS[0]).exists() {
+        return Ok(None);
+    }
+    let mut v = HashMap::new();
+    for name in SHARED_MAPS {
+        let p = dir.join("maps").join(name);
+        let h = MapHandle::from_pinned_path(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        v.insert(name.to_string(), h);
+    }
+    Ok(Some(v))
+}
+
+/// A pinned firmware of another build attached to one of `dev_ids`.
+fn other_build(root: &Path, ours: &Path, dev_ids: &[u32]) -> Option<PathBuf> {
+    let dirs = std::fs::read_dir(root).ok()?;
+    dirs.flatten()
+        .map(|e| e.path())
+        .filter(|p| p != ours)
+        .find_map(|p| dev_ids.iter().map(|d| p.join(format!("dev{d}"))).find(|l| l.exists()))
+}
+
+/// Whether an attach failed because the device has a firmware already.
+fn is_busy(e: &libbpf_rs::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>().and_then(|io| io.raw_os_error()) == Some(EBUSY as i32) {
+            return true;
+        }
+        src = s.source();
+    }
+    format!("{e:#}").contains("os error 16")
+}
+
+/// Unpins every firmware under `root` (what `--firmware-pin` pinned); the
+/// struct_ops detach once no running host-bridge holds them. Returns the
+/// paths removed.
+pub fn detach_pinned(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut removed = Vec::new();
+    let dirs = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    for d in dirs.flatten().map(|e| e.path()) {
+        if !d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("fw-")) {
+            continue;
+        }
+        for sub in [d.clone(), d.join("maps")] {
+            let Ok(entries) = std::fs::read_dir(&sub) else { continue };
+            for f in entries.flatten().map(|e| e.path()).filter(|p| !p.is_dir()) {
+                std::fs::remove_file(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                removed.push(f);
+            }
+        }
+        let _ = std::fs::remove_dir(d.join("maps"));
+        std::fs::remove_dir(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    Ok(removed)
+}
+
+fn run(
+    shared: Arc<Shared>,
+    dev_ids: Vec<u32>,
+    pin: Option<PathBuf>,
+    ready: mpsc::Sender<Result<Arc<FwMaps>, String>>,
+) {
     let mut objects = Vec::new();
     let mut links: Vec<Link> = Vec::new();
-    // The first object's maps, which the later copies reuse.
+    // The first object's maps (or the pinned ones), which the later copies
+    // reuse.
     let mut first_maps: Option<HashMap<String, MapHandle>> = None;
     let custom = match std::env::var_os(OBJECT_ENV).map(std::fs::read) {
         None => None,
@@ -343,6 +428,28 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
         }
     };
     let image = custom.as_deref().unwrap_or(OBJECT);
+    let pin_dir = pin.as_ref().map(|p| p.join(format!("fw-{:016x}", build_id(image))));
+    let mut maps_pinned = false;
+    if let (Some(root), Some(dir)) = (&pin, &pin_dir) {
+        let prepared = (|| -> Result<(), String> {
+            if let Some(l) = other_build(root, dir, &dev_ids) {
+                return Err(format!(
+                    "{} is a pinned firmware of another build; detach it first (host-bridge detach-firmware --firmware-pin {})",
+                    l.display(),
+                    root.display()
+                ));
+            }
+            std::fs::create_dir_all(dir.join("maps")).map_err(|e| format!("{}: {e}", dir.display()))?;
+            first_maps = pinned_maps(dir)?;
+            maps_pinned = first_maps.is_some();
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    }
+    let mut adopted = Vec::new();
     for &dev in &dev_ids {
         let loaded = (|| -> Result<(), String> {
             let mut open = ObjectBuilder::default()
@@ -362,21 +469,41 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
             let mut obj = open
                 .load()
                 .map_err(|e| format!("loading the firmware (the verifier's log is above): {e}"))?;
+            let link_pin = pin_dir.as_ref().map(|d| d.join(format!("dev{dev}")));
             for mut m in obj.maps_mut() {
-                if m.map_type() == libbpf_rs::MapType::StructOps {
-                    let link = m.attach_struct_ops().map_err(|e| {
-                        format!("attaching to netdevsim device {dev}: {e} (no such device, or it has firmware already)")
-                    })?;
-                    links.push(link);
+                if m.map_type() != libbpf_rs::MapType::StructOps {
+                    continue;
+                }
+                match m.attach_struct_ops() {
+                    Ok(mut link) => {
+                        if let Some(p) = &link_pin {
+                            if p.exists() {
+                                // Pinned, but idle: its device was deleted
+                                // and created again.
+                                crate::log!("firmware pin {} was stale: replaced", p.display());
+                                std::fs::remove_file(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                            }
+                            link.pin(p).map_err(|e| format!("pinning {}: {e}", p.display()))?;
+                        }
+                        links.push(link);
+                    }
+                    // Ours, pinned by an earlier host-bridge: adopt it.
+                    Err(e) if is_busy(&e) && maps_pinned && link_pin.as_ref().is_some_and(|p| p.exists()) => {
+                        adopted.push(dev);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "attaching to netdevsim device {dev}: {e} (no such device, or it has firmware already)"
+                        ))
+                    }
                 }
             }
             if first_maps.is_none() {
                 let mut v = HashMap::new();
                 for m in obj.maps() {
                     let name = m.name().to_string_lossy().to_string();
-                    if ["flows", "counters", "state", "capacity", "events", "scratch"]
-                        .contains(&name.as_str())
-                    {
+                    if SHARED_MAPS.contains(&name.as_str()) {
                         let h = MapHandle::try_from(&m).map_err(|e| e.to_string())?;
                         v.insert(name, h);
                     }
@@ -390,7 +517,22 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
             let _ = ready.send(Err(e));
             return;
         }
-        crate::log!("firmware attached to netdevsim device {dev}");
+        match &pin_dir {
+            Some(d) if adopted.contains(&dev) => {
+                crate::log!("firmware on netdevsim device {dev} adopted from {}", d.display())
+            }
+            Some(d) => crate::log!("firmware attached to netdevsim device {dev}, pinned in {}", d.display()),
+            None => crate::log!("firmware attached to netdevsim device {dev}"),
+        }
+    }
+    if let (Some(dir), Some(maps), false) = (&pin_dir, first_maps.as_mut(), maps_pinned) {
+        for (name, h) in maps.iter_mut() {
+            let p = dir.join("maps").join(name);
+            if let Err(e) = h.pin(&p) {
+                let _ = ready.send(Err(format!("pinning {}: {e}", p.display())));
+                return;
+            }
+        }
     }
     let Some(mut maps) = first_maps else {
         let _ = ready.send(Err("no netdevsim device configured".into()));
@@ -424,11 +566,20 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<Arc<Fw
             return;
         }
     };
+    // An adopted firmware holds flows already: into the mirror before the
+    // agent's first snapshot, which would otherwise remove them from the
+    // DPU. (Events that waited in the ring buffer are read next; replayed
+    // in order, they end where the flows map is.)
+    let mut lost = 0;
+    if !adopted.is_empty() {
+        reconcile(&shared, &fw);
+        lost = fw.state().lost_events;
+        crate::log!("firmware adopted: {} flows held", fw.flows().len());
+    }
     // Attached, and its events are heard: host-bridge may go on. The
     // objects and links stay alive as long as this loop, which is the
     // life of the process.
     let _ = ready.send(Ok(fw.clone()));
-    let mut lost = 0;
     let mut checked = Instant::now();
     loop {
         if let Err(e) = rb.poll(Duration::from_millis(200)) {

@@ -17,6 +17,10 @@ races, agent restarts and its own restarts.
 USAGE:
     host-bridge run [OPTIONS]       Mirror until killed
     host-bridge status [OPTIONS]    Print what is mirrored and what the DPU reports
+    host-bridge detach-firmware --firmware-pin DIR
+                                    Unpin the firmware pinned under DIR: its
+                                    struct_ops detach once no host-bridge runs
+                                    with them (rules already in_hw stay in tc)
 
 RUN OPTIONS:
     --agent PATH       The agent's Unix socket [default: /run/dpu-agent.sock]
@@ -31,6 +35,10 @@ RUN OPTIONS:
                        /sys/bus/netdevsim/devices/netdevsimID): tc flower
                        skip_sw rules on their ports go to the DPU, and the
                        DPU's counters come back into tc -s
+    --firmware-pin DIR Pin the firmware under DIR (on bpffs, e.g.
+                       /sys/fs/bpf/host-bridge) so that it stays attached
+                       while host-bridge is down, and adopt it on restart:
+                       offloaded rules survive host-bridge restarts
 
 STATUS OPTIONS:
     --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
     );
     let mut config = host_bridge::config::Config::default();
     let mut firmware: Vec<u32> = Vec::new();
+    let mut firmware_pin: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         let mut val = |n: &str| match args.next() {
             Some(v) => Ok(v),
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
                     .collect::<Result<Vec<_>, _>>()
                     .map(|v| firmware = v)
             }),
+            "--firmware-pin" => val("--firmware-pin").map(|v| firmware_pin = Some(v.into())),
             "--json" => {
                 json = true;
                 Ok(())
@@ -109,7 +119,7 @@ fn main() -> ExitCode {
             let fw = if firmware.is_empty() {
                 None
             } else {
-                match host_bridge::firmware::start(shared.clone(), firmware) {
+                match host_bridge::firmware::start(shared.clone(), firmware, firmware_pin) {
                     Ok(fw) => Some(fw),
                     Err(e) => {
                         eprintln!("host-bridge: firmware: {e}");
@@ -158,6 +168,27 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        "detach-firmware" => {
+            let Some(dir) = firmware_pin else {
+                eprintln!("host-bridge: detach-firmware needs --firmware-pin DIR");
+                return ExitCode::from(2);
+            };
+            match host_bridge::firmware::detach_pinned(&dir) {
+                Ok(removed) => {
+                    for p in &removed {
+                        println!("unpinned {}", p.display());
+                    }
+                    if removed.is_empty() {
+                        println!("nothing pinned under {}", dir.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("host-bridge: detach-firmware: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         "" | "-h" | "--help" => {
             print!("{HELP}");

@@ -46,10 +46,15 @@ check "refused firmware: the verifier's reason is shown" grep -q "only read is s
 
 $bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw --stats-interval 500 >/dev/null 2>$work/agent.log &
 for _ in $(seq 100); do [ -S $work/agent.sock ] && break; sleep 0.1; done
-$bin/host-bridge run --firmware $dev --agent $work/agent.sock --status $work/status.sock >/dev/null 2>$work/hb.log &
 status() { $bin/host-bridge status --status $work/status.sock --json 2>/dev/null; }
 cap() { status | python3 -c 'import json,sys; f=json.load(sys.stdin)["firmware"]; print(f["capacity"] if f else "")' 2>/dev/null; }
-for _ in $(seq 100); do [ -n "$(cap)" ] && [ "$(cap)" != None ] && break; sleep 0.2; done
+start_hb() { # start_hb [ARGS...]: host-bridge with the firmware; waits for its capacity
+	$bin/host-bridge run --firmware $dev --agent $work/agent.sock --status $work/status.sock "$@" \
+		>/dev/null 2>>$work/hb.log &
+	hb=$!
+	for _ in $(seq 100); do [ -n "$(cap)" ] && [ "$(cap)" != None ] && break; sleep 0.2; done
+}
+start_hb
 capacity=$(cap)
 echo "  DPU flow capacity published to the firmware: $capacity"
 
@@ -103,6 +108,39 @@ tc filter del dev $p0 ingress prio 1
 gone() { for _ in $(seq 50); do $bin/dpu-hw dump $work/hw | grep -q '^flow\[' || return 0; sleep 0.2; done; return 1; }
 check "deleting the rule removes it from the hardware" gone
 
+# ---- host-bridge restarts with a pinned firmware ----------------------------
+# Unpinned, the firmware goes with host-bridge; pinned, it stays attached
+# while host-bridge is down and the next one adopts it with its flows.
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+pin=/sys/fs/bpf/dpu-test
+kill $hb; wait $hb 2>/dev/null
+check "unpinned: the firmware detaches when host-bridge exits" \
+	bash -c "! bpftool struct_ops show | grep -q nsim_flow_ops"
+start_hb --firmware-pin $pin
+tc filter add dev $p0 ingress protocol ip prio 2 flower skip_sw dst_ip 192.0.2.2 action drop
+check "pinned firmware: rule A reaches the hardware" hw_has "dev $p0 chain 0 prio 2 actions drop"
+kill -9 $hb; wait $hb 2>/dev/null
+check "host-bridge killed: the pinned firmware stays attached" \
+	bash -c "bpftool struct_ops show | grep -q nsim_flow_ops"
+out=$(tc filter add dev $p0 ingress protocol ip prio 3 flower skip_sw dst_ip 192.0.2.3 action drop 2>&1)
+check "rule B added while host-bridge is down is accepted: $out" \
+	bash -c "[ -z '$out' ] && tc -j filter show dev $p0 ingress | grep -q '\"in_hw\":true'"
+start_hb --firmware-pin $pin
+grep -E "adopted" $work/hb.log | sed 's/^/  /'
+check "the restarted host-bridge adopts the pinned firmware" grep -q "adopted from $pin" $work/hb.log
+check "after the restart the hardware holds A" hw_has "dev $p0 chain 0 prio 2 actions drop"
+check "... and B, added while it was down" hw_has "dev $p0 chain 0 prio 3 actions drop"
+$bin/dpu-hw inject $work/hw --in $if0 --dst 192.0.2.3 --proto 17 --len 100 --count 3 >/dev/null
+for _ in $(seq 40); do
+	tc -s filter show dev $p0 ingress | grep -q "Sent hardware 300 bytes 3 pkt" && break
+	sleep 0.05
+done
+check "B's counters reach tc -s through the adopted firmware" \
+	bash -c "tc -s filter show dev $p0 ingress | grep -q 'Sent hardware 300 bytes 3 pkt'"
+tc filter del dev $p0 ingress prio 2
+tc filter del dev $p0 ingress prio 3
+check "deleting A and B removes them from the hardware" gone
+
 # Fill the DPU's flow table: the next skip_sw rule fails with ENOSPC.
 n=0
 err=
@@ -123,8 +161,27 @@ check "a delete makes room again: $out" test -z "$out"
 # Device deletion with the firmware attached and rules in place.
 echo $dev >/sys/bus/netdevsim/del_device
 sleep 1
-check "host-bridge survives the device's removal" kill -0 %2
+check "host-bridge survives the device's removal" kill -0 $hb
 status | python3 -c 'import json,sys; print("  firmware:", json.load(sys.stdin)["firmware"])'
+kill $hb; wait $hb 2>/dev/null
+# The pinned firmware is idle now (its device is gone). A new device with
+# the same id: host-bridge attaches a new firmware and replaces the pin.
+echo "$dev 2" >/sys/bus/netdevsim/new_device
+for _ in $(seq 50); do
+	[ "$(ls /sys/bus/netdevsim/devices/netdevsim$dev/net 2>/dev/null | wc -l)" = 2 ] && break
+	sleep 0.1
+done
+start_hb --firmware-pin $pin
+check "a new device under a stale pin gets a new firmware" grep -q "was stale: replaced" $work/hb.log
+p0=$(ls /sys/bus/netdevsim/devices/netdevsim$dev/net | head -n 1)
+ip link set $p0 up; ethtool -K $p0 hw-tc-offload on; tc qdisc add dev $p0 clsact
+out=$(tc filter add dev $p0 ingress protocol ip prio 1 flower skip_sw dst_ip 192.0.2.1 action drop 2>&1)
+check "... which offloads: $out" test -z "$out"
+kill $hb; wait $hb 2>/dev/null
+echo $dev >/sys/bus/netdevsim/del_device
+$bin/host-bridge detach-firmware --firmware-pin $pin | sed 's/^/  /'
+check "detach-firmware unpins: no struct_ops left" \
+	bash -c "for _ in \$(seq 20); do bpftool struct_ops show | grep -q nsim_flow_ops || exit 0; sleep 0.2; done; exit 1"
 
 grep -E "firmware|refused" $work/hb.log | head -5 | sed 's/^/  /'
 echo "netdevsim-firmware: $pass passed, $fail failed"
