@@ -61,18 +61,23 @@ const BUF: usize = 1 << 20;
 /// interrupted. Returns the objects and the count of unparsable messages.
 pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
     if kind == Kind::Filter {
-        return dump_filters(sock);
+        let (links, bad) = dump(sock, Kind::Link)?;
+        let (filters, more) = dump_filters(sock, &ifindexes(&links))?;
+        return Ok((filters, bad + more));
     }
     dump_request(sock, kind, kind.dump_request())
 }
 
-/// The kernel dumps tc filters per device: every link's ingress hook.
-fn dump_filters(sock: &mut NlSocket) -> io::Result<(Vec<Object>, u64)> {
-    let (links, mut bad) = dump(sock, Kind::Link)?;
-    let mut out = Vec::new();
-    for l in links {
-        let Object::Link(l) = l else { continue };
-        match dump_request(sock, Kind::Filter, filter_dump_request(l.ifindex)) {
+fn ifindexes(links: &[Object]) -> Vec<u32> {
+    links.iter().filter_map(|o| if let Object::Link(l) = o { Some(l.ifindex) } else { None }).collect()
+}
+
+/// The kernel dumps tc filters per device: the ingress hook of each of
+/// these links.
+fn dump_filters(sock: &mut NlSocket, ifindexes: &[u32]) -> io::Result<(Vec<Object>, u64)> {
+    let (mut out, mut bad) = (Vec::new(), 0);
+    for &ifindex in ifindexes {
+        match dump_request(sock, Kind::Filter, filter_dump_request(ifindex)) {
             Ok((f, b)) => {
                 out.extend(f);
                 bad += b;
@@ -135,9 +140,19 @@ fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Res
 pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]) -> io::Result<()> {
     let mut fresh = Vec::new();
     let mut bad = 0;
+    // The links of this resync, when it dumps them, for the filter dump
+    // (per link) to reuse rather than dump them again.
+    let mut links: Option<Vec<u32>> = None;
     for &k in kinds {
-        match dump(sock, k) {
+        let r = match (k, &links) {
+            (Kind::Filter, Some(ix)) => dump_filters(sock, ix),
+            _ => dump(sock, k),
+        };
+        match r {
             Ok((objs, b)) => {
+                if k == Kind::Link {
+                    links = Some(ifindexes(&objs));
+                }
                 fresh.extend(objs);
                 bad += b;
             }
