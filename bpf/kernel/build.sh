@@ -8,13 +8,14 @@
 #
 # The result is cached in $DPU_KERNEL_CACHE/<hash>/ (default
 # /var/cache/dpu-kernel), where <hash> is a sha256 over the exact source
-# package version, the virtme-ng version, the patches, the fragments and this
-# script. A second run with the same inputs finds it and returns at once.
+# package version, the virtme-ng version, the patches (not the cover
+# letter), the fragments and this script. A second run with the same inputs finds it and returns at once.
 # Compiler output is also cached (ccache, in $DPU_KERNEL_CACHE/ccache), so a
 # rebuild after a change to the series recompiles only what the change
 # touches. The cache entry holds bzImage, config, System.map, vmlinux.btf (raw BTF,
 # for `bpftool btf dump file vmlinux.btf format c`) and inputs.txt. The build
-# tree stays in $DPU_KERNEL_CACHE/build-<hash>/linux for incremental work.
+# tree stays in $DPU_KERNEL_CACHE/build-<hash>/linux (the kselftest is built
+# from it) for the newest build of each variant; older trees are removed.
 #
 # stdout: the bzImage path, as the last (only) line. Everything else: stderr.
 #
@@ -81,7 +82,9 @@ manifest() {
 	for f in "${fragments[@]}"; do
 		echo "fragment $(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
 	done
+	# A cover letter (no diff) changes nothing that is built.
 	for f in ${patches[@]+"${patches[@]}"}; do
+		grep -q '^diff --git ' "$f" || continue
 		echo "patch $(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
 	done
 }
@@ -244,4 +247,21 @@ echo "$tree" >"$tmp/build-tree"
 rm -rf "$out"
 mv "$tmp" "$out"
 log "built in $(($(date +%s) - start)) s: $out"
+
+# ---- Keep one build tree per variant ------------------------------------------
+# A tree is ~5 GB; the cache entries (bzImage, BTF: ~20 MB) stay. Older
+# trees of this variant go (ccache still holds their objects), unless a
+# build of theirs is running.
+for old in "$CACHE"/build-*; do
+	[ "$old" = "$build" ] && continue
+	grep -qx "variant $variant" "$old/inputs.txt" 2>/dev/null || continue
+	h=${old##*/build-}
+	exec 8>"$CACHE/.lock-$h"
+	if flock -n 8; then
+		log "removing the older $variant build tree $old"
+		rm -rf "$old"
+		rm -f "$CACHE/$h/build-tree"
+	fi
+	exec 8>&-
+done
 echo "$out/bzImage" >&3
