@@ -100,9 +100,11 @@ tc -s filter show dev $p0 ingress | grep -E "Sent|used_hw" | sed 's/^/  /'
 check "5 packets / 500 bytes counted by the DPU show in tc -s (after $ms ms; stats interval 500 ms)" \
 	test "$got" = "5 500"
 # The agent reports every 500 ms and host-bridge writes the map when the
-# frame arrives, so one interval; the rest is this loop's 50 ms polling
-# with tc, slow under TCG.
-check "... within one stats interval (+ 300 ms for the polling)" test "$ms" -lt 800
+# frame arrives, so one interval; the rest is this loop's polling with tc,
+# itself slow under TCG (200-400 ms measured in all; 841 ms once on the
+# lockdep+KASAN kernel). Waiting for host-bridge's heartbeat, as before,
+# took 1.5-2.2 s.
+check "... within one stats interval (+ 500 ms for tc's polling under emulation)" test "$ms" -lt 1000
 
 tc filter del dev $p0 ingress prio 1
 gone() { for _ in $(seq 50); do $bin/dpu-hw dump $work/hw | grep -q '^flow\[' || return 0; sleep 0.2; done; return 1; }
