@@ -358,7 +358,9 @@ fn pinned_maps(dir: &Path) -> Result<Option<HashMap<String, MapHandle>>, String>
     let mut v = HashMap::new();
     for name in SHARED_MAPS {
         let p = dir.join("maps").join(name);
-        let h = MapHandle::from_pinned_path(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let h = MapHandle::from_pinned_path(&p).map_err(|e| {
+            format!("{}: {e} (an incomplete pin: host-bridge detach-firmware removes it)", p.display())
+        })?;
         v.insert(name.to_string(), h);
     }
     Ok(Some(v))
@@ -469,6 +471,23 @@ fn run(
             let mut obj = open
                 .load()
                 .map_err(|e| format!("loading the firmware (the verifier's log is above): {e}"))?;
+            if first_maps.is_none() {
+                let mut v = HashMap::new();
+                for m in obj.maps() {
+                    let name = m.name().to_string_lossy().to_string();
+                    if SHARED_MAPS.contains(&name.as_str()) {
+                        let mut h = MapHandle::try_from(&m).map_err(|e| e.to_string())?;
+                        // Pinned before any link is, so that a pinned link
+                        // always has its maps next to it.
+                        if let Some(d) = &pin_dir {
+                            let p = d.join("maps").join(&name);
+                            h.pin(&p).map_err(|e| format!("pinning {}: {e}", p.display()))?;
+                        }
+                        v.insert(name, h);
+                    }
+                }
+                first_maps = Some(v);
+            }
             let link_pin = pin_dir.as_ref().map(|d| d.join(format!("dev{dev}")));
             for mut m in obj.maps_mut() {
                 if m.map_type() != libbpf_rs::MapType::StructOps {
@@ -499,17 +518,6 @@ fn run(
                     }
                 }
             }
-            if first_maps.is_none() {
-                let mut v = HashMap::new();
-                for m in obj.maps() {
-                    let name = m.name().to_string_lossy().to_string();
-                    if SHARED_MAPS.contains(&name.as_str()) {
-                        let h = MapHandle::try_from(&m).map_err(|e| e.to_string())?;
-                        v.insert(name, h);
-                    }
-                }
-                first_maps = Some(v);
-            }
             objects.push(obj);
             Ok(())
         })();
@@ -523,15 +531,6 @@ fn run(
             }
             Some(d) => crate::log!("firmware attached to netdevsim device {dev}, pinned in {}", d.display()),
             None => crate::log!("firmware attached to netdevsim device {dev}"),
-        }
-    }
-    if let (Some(dir), Some(maps), false) = (&pin_dir, first_maps.as_mut(), maps_pinned) {
-        for (name, h) in maps.iter_mut() {
-            let p = dir.join("maps").join(name);
-            if let Err(e) = h.pin(&p) {
-                let _ = ready.send(Err(format!("pinning {}: {e}", p.display())));
-                return;
-            }
         }
     }
     let Some(mut maps) = first_maps else {
