@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
-use dpu_wire::{Key, LinkKind, Object, OperState, RouteNexthops};
+use dpu_wire::{Key, LinkKind, Object, OperState, Path, RouteNexthops, MAX_PATHS};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smol::Async;
 use std::io;
@@ -249,6 +249,27 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                 crate::log!("tc filter {k:?} not offloaded: {why} ({} so far)", m.counters.not_offloaded);
             }
             m.delete(&k)
+        }
+        Change::DeletePaths(gone) => {
+            let key = Key::Route(gone.key);
+            let Some(Object::Route(mut have)) = m.get(&key) else { return };
+            let (RouteNexthops::Paths(paths), RouteNexthops::Paths(named)) = (&have.nexthops, &gone.nexthops)
+            else {
+                // Mirrored through a nexthop object, or without nexthops:
+                // not a set of siblings.
+                return m.delete(&key);
+            };
+            let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
+            let left: heapless::Vec<Path, MAX_PATHS> =
+                paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
+            if left.is_empty() {
+                m.delete(&key);
+            } else if left.len() < paths.len() {
+                have.nexthops = RouteNexthops::Paths(left);
+                apply(m, cfg, Change::Upsert(Object::Route(have)), redump);
+            }
+            // Otherwise the kernel deleted a path the mirror does not hold
+            // (two single-path routes with one key, see the route key).
         }
         Change::Redump(k) => redump.push(k),
         Change::Ignore => {}

@@ -204,6 +204,19 @@ fn mirror_follows_the_kernel() {
     s.sh("ip neigh replace 192.0.2.254 lladdr 02:00:00:00:00:ab dev v0");
     s.converge(20);
 
+    // IPv6 multipath is a set of sibling routes: appended one by one, and
+    // deleted one by one, each delete naming only the sibling it removes.
+    s.sh("ip -6 route add 2001:db8:30::/48 via 2001:db8:1::fe dev v0; \
+          ip -6 route append 2001:db8:30::/48 via 2001:db8:2::fe dev w0; \
+          ip -6 route append 2001:db8:30::/48 via 2001:db8:2::fd dev w0");
+    s.converge(20);
+    s.sh("ip -6 route del 2001:db8:30::/48 via 2001:db8:1::fe dev v0");
+    s.converge(20);
+    s.sh("ip -6 route del 2001:db8:30::/48 via 2001:db8:2::fd dev w0");
+    s.converge(20);
+    s.sh("ip -6 route del 2001:db8:30::/48");
+    s.converge(20);
+
     // A nexthop object goes: its routes go silently in the kernel.
     s.sh("ip nexthop del id 20");
     s.converge(20);

@@ -29,6 +29,10 @@ use std::net::IpAddr;
 pub enum Change {
     Upsert(Object),
     Delete(Key),
+    /// An IPv6 route delete. IPv6 keeps a multipath route as sibling
+    /// routes, and deleting one sibling names only its own path: the
+    /// paths named go, the route stays while it has others.
+    DeletePaths(Route),
     /// Several upserts or deletes (a VLAN message covers many VIDs).
     Many(Vec<Change>),
     /// Not something the DPU mirrors (a cached route, a NOARP neighbour…).
@@ -146,9 +150,13 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
         RouteNetlinkMessage::NewRoute(r) => {
             route(&r).map(|r| Change::Upsert(Object::Route(r))).unwrap_or(Change::Ignore)
         }
-        RouteNetlinkMessage::DelRoute(r) => {
-            route(&r).map(|r| Change::Delete(Key::Route(r.key))).unwrap_or(Change::Ignore)
-        }
+        RouteNetlinkMessage::DelRoute(r) => match route(&r) {
+            Some(r) if r.key.dst.family() == Family::V6 && matches!(r.nexthops, RouteNexthops::Paths(_)) => {
+                Change::DeletePaths(r)
+            }
+            Some(r) => Change::Delete(Key::Route(r.key)),
+            None => Change::Ignore,
+        },
         RouteNetlinkMessage::NewTrafficFilter(f) | RouteNetlinkMessage::DelTrafficFilter(f) => {
             super::tc::filter(msg_type == RTM_NEWTFILTER, &f)
         }
