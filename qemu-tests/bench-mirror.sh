@@ -81,3 +81,10 @@ print(f'agent peak RSS          {ag / 1024:8.1f} MiB')
 print(f'wire bytes/route        {d[\"wire_bytes\"] / n:8.2f}  (all frames; target <= 24 per IPv4 update)')
 print(f'events                  {c[\"events\"]} ({c[\"events\"] / (t2 - t0):,.0f}/s), overflows {c[\"overflows\"]}, resyncs {c[\"resyncs\"]}, collapsed {c[\"collapsed\"]}')
 "
+# The status socket over the whole mirror: how long a full JSON status
+# takes, how big it is, and what it does to host-bridge's memory.
+t3=$(date +%s.%N)
+target/release/host-bridge status --json --status "$work/status.sock" >"$work/status.json"
+t4=$(date +%s.%N)
+hb_hwm2=$(awk '/VmHWM/{print $2}' /proc/$hpid/status)
+echo "status --json           $(echo "$t4 - $t3" | bc | cut -c1-5) s, $(( $(stat -c %s "$work/status.json") >> 20 )) MiB; host-bridge peak RSS after two status calls $((hb_hwm2 >> 10)) MiB"

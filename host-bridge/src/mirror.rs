@@ -108,6 +108,11 @@ impl Mirror {
         self.shadow.iter().filter_map(|(k, b)| postcard::from_bytes(b).ok().map(|o| (*k, o)))
     }
 
+    /// Every mirrored key (no decoding).
+    pub fn keys(&self) -> impl Iterator<Item = &Key> + '_ {
+        self.shadow.keys()
+    }
+
     /// Keys of the objects `f` selects.
     pub fn select(&self, mut f: impl FnMut(&Object) -> bool) -> Vec<Key> {
         self.objects().filter(|(_, o)| f(o)).map(|(k, _)| k).collect()

@@ -6,7 +6,7 @@ use crate::kernel::Shared;
 use crate::netlink::Kind;
 use dpu_wire::*;
 use serde_json::{json, Value};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,48 +38,46 @@ fn route_json(r: &Route, refused: Option<&Status>, stats: Option<&StatEntry>) ->
     })
 }
 
-/// The full status as JSON.
-pub fn status(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
+/// Objects decoded per hold of the mirror lock while the status is
+/// written: the lock is never held for the whole mirror.
+const CHUNK: usize = 4096;
+
+fn object_json(o: &Object, d: &DpuState) -> Option<Value> {
+    Some(match o {
+        Object::Nexthop(n) => json!({
+            "id": n.id, "dev": n.ifindex, "gateway": n.gateway.as_ref().map(ip), "blackhole": n.blackhole,
+            "packets": d.stats.get(&StatKey::Nexthop(n.id)).map(|s| s.packets),
+        }),
+        Object::NexthopGroup(g) => json!({
+            "id": g.id,
+            "group": g.members.iter().map(|m| json!({"id": m.id, "weight": m.weight})).collect::<Vec<_>>(),
+        }),
+        Object::Neighbour(n) => json!({
+            "dev": n.ifindex, "dst": ip(&n.ip), "lladdr": n.mac.map(|m| m.to_string()), "state": n.state,
+        }),
+        Object::Fdb(f) => json!({
+            "dev": f.ifindex, "mac": f.mac.to_string(), "vlan": f.vid, "master": f.master, "static": f.is_static,
+            "dst": f.remote.as_ref().map(ip),
+        }),
+        Object::Link(l) => json!({
+            "ifindex": l.ifindex, "name": l.name.as_str(), "kind": format!("{:?}", l.kind).to_lowercase(),
+            "mtu": l.mtu, "up": l.admin_up, "master": l.master,
+        }),
+        _ => return None,
+    })
+}
+
+/// The status without the object lists: counters, counts, the DPU, the
+/// firmware and what the DPU refused.
+fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
     let m = shared.lock();
-    let d = dpu.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let d = dpu.lock().unwrap_or_else(|p| p.into_inner());
     let c = m.counters;
-    let mut routes = Vec::new();
-    let mut nexthops = Vec::new();
-    let mut neighbours = Vec::new();
-    let mut fdb = Vec::new();
-    let mut links = Vec::new();
-    let mut refused = Vec::new();
-    for (k, o) in m.objects() {
-        let k = &k;
-        let rf = m.refused.get(k);
-        match &o {
-            Object::Route(r) => routes.push(route_json(r, rf, d.stats.get(&StatKey::Route(r.key)))),
-            Object::Nexthop(n) => nexthops.push(json!({
-                "id": n.id, "dev": n.ifindex, "gateway": n.gateway.as_ref().map(ip), "blackhole": n.blackhole,
-                "packets": d.stats.get(&StatKey::Nexthop(n.id)).map(|s| s.packets),
-            })),
-            Object::NexthopGroup(g) => nexthops.push(json!({
-                "id": g.id,
-                "group": g.members.iter().map(|m| json!({"id": m.id, "weight": m.weight})).collect::<Vec<_>>(),
-            })),
-            Object::Neighbour(n) => neighbours.push(json!({
-                "dev": n.ifindex, "dst": ip(&n.ip), "lladdr": n.mac.map(|m| m.to_string()), "state": n.state,
-            })),
-            Object::Fdb(f) => fdb.push(json!({
-                "dev": f.ifindex, "mac": f.mac.to_string(), "vlan": f.vid, "master": f.master, "static": f.is_static,
-                "dst": f.remote.as_ref().map(ip),
-            })),
-            Object::Link(l) => links.push(json!({
-                "ifindex": l.ifindex, "name": l.name.as_str(), "kind": format!("{:?}", l.kind).to_lowercase(),
-                "mtu": l.mtu, "up": l.admin_up, "master": l.master,
-            })),
-            _ => {}
-        }
-        if let Some(s) = rf {
-            refused.push(json!({ "key": format!("{k:?}"), "status": format!("{s:?}") }));
-        }
-    }
-    routes.sort_by_key(|r| (r["table"].as_u64(), r["dst"].as_str().map(String::from), r["metric"].as_u64()));
+    let refused: Vec<Value> = m
+        .refused
+        .iter()
+        .map(|(k, s)| json!({ "key": format!("{k:?}"), "status": format!("{s:?}") }))
+        .collect();
     let count = |k| m.count(k);
     json!({
         "host_bridge": {
@@ -114,15 +112,85 @@ pub fn status(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "refused_unsupported": f.refused_unsupported, "lost_events": f.lost_events,
         })),
         "refused": refused,
-        "links": links,
-        "routes": routes,
-        "nexthops": nexthops,
-        "neighbours": neighbours,
-        "fdb": fdb,
     })
 }
 
-/// Text rendering of [`status`].
+/// Writes the full status as one JSON object: the [`head`] fields, then
+/// "links", "routes" (sorted by table, destination, metric), "nexthops",
+/// "neighbours" and "fdb". The lists are streamed: only their keys are
+/// collected, and objects are decoded and written [`CHUNK`] at a time,
+/// each chunk under its own hold of the mirror lock, so neither memory nor
+/// the lock scale with the mirror (a million routes cost their keys,
+/// about 32 bytes each). Objects that change while it is written show in
+/// their state when their chunk is read.
+pub fn write_status(w: &mut impl Write, shared: &Shared, dpu: &Mutex<DpuState>) -> io::Result<()> {
+    let head = head(shared, dpu);
+    let (mut links, mut routes, mut nexthops, mut neighbours, mut fdb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for k in shared.lock().keys() {
+        match k {
+            Key::Link(_) => links.push(*k),
+            Key::Route(_) => routes.push(*k),
+            Key::Nexthop(_) | Key::NexthopGroup(_) => nexthops.push(*k),
+            Key::Neighbour(_) => neighbours.push(*k),
+            Key::Fdb(_) => fdb.push(*k),
+            _ => {}
+        }
+    }
+    routes.sort_unstable_by_key(|k| match k {
+        Key::Route(r) => (r.table, r.dst, r.metric),
+        _ => (0, Prefix { addr: Ip::V4([0; 4]), len: 0 }, 0),
+    });
+    let Value::Object(fields) = head else { return Ok(()) };
+    w.write_all(b"{")?;
+    for (i, (name, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *w, name)?;
+        w.write_all(b":")?;
+        serde_json::to_writer(&mut *w, v)?;
+    }
+    for (name, keys) in [
+        ("links", links),
+        ("routes", routes),
+        ("nexthops", nexthops),
+        ("neighbours", neighbours),
+        ("fdb", fdb),
+    ] {
+        write!(w, ",\"{name}\":[")?;
+        let mut first = true;
+        for chunk in keys.chunks(CHUNK) {
+            let mut out = Vec::with_capacity(chunk.len());
+            {
+                let m = shared.lock();
+                let d = dpu.lock().unwrap_or_else(|p| p.into_inner());
+                for k in chunk {
+                    let Some(o) = m.get(k) else { continue }; // deleted meanwhile
+                    let v = match &o {
+                        Object::Route(r) => {
+                            Some(route_json(r, m.refused.get(k), d.stats.get(&StatKey::Route(r.key))))
+                        }
+                        o => object_json(o, &d),
+                    };
+                    out.extend(v);
+                }
+            }
+            for v in out {
+                if !first {
+                    w.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut *w, &v)?;
+            }
+        }
+        w.write_all(b"]")?;
+    }
+    w.write_all(b"}")?;
+    w.flush()
+}
+
+/// Text rendering of the status JSON ([`write_status`]).
 pub fn text(v: &Value) -> String {
     let mut s = String::new();
     let hb = &v["host_bridge"];
@@ -185,9 +253,8 @@ pub fn serve(path: &Path, shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> std
     let l = UnixListener::bind(path)?;
     std::thread::spawn(move || {
         for c in l.incoming().flatten() {
-            let mut c = c;
-            let v = status(&shared, &dpu);
-            let _ = c.write_all(v.to_string().as_bytes());
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, c);
+            let _ = write_status(&mut w, &shared, &dpu);
         }
     });
     Ok(())
