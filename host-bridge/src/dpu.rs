@@ -10,7 +10,7 @@ use crate::agent_link::{AgentEvent, AgentLink, LinkError};
 use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
 use crate::mirror::decode_chunk;
-use dpu_wire::{AgentHello, HostMsg, StatEntry, StatKey};
+use dpu_wire::{AgentHello, HostMsg, Key, StatEntry, StatKey};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -37,6 +37,25 @@ pub struct DpuState {
     /// The flow capacity last published to the firmware.
     pub firmware_capacity: Option<u32>,
 }
+
+impl DpuState {
+    /// Drops the counters of objects no longer mirrored: the agent reports
+    /// live entries only, and without this the map would keep every
+    /// deleted route's last counters.
+    pub fn prune_stats(&mut self, mirrored: impl Fn(&Key) -> bool) {
+        self.stats.retain(|k, _| {
+            mirrored(&match *k {
+                StatKey::Route(r) => Key::Route(r),
+                StatKey::Nexthop(id) => Key::Nexthop(id),
+                StatKey::Flow(c) => Key::Flow(c),
+                StatKey::Port(i) => Key::Link(i),
+            })
+        });
+    }
+}
+
+/// How often the stats kept for the status output are pruned.
+const PRUNE: Duration = Duration::from_secs(10);
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
@@ -125,6 +144,7 @@ fn session(
         // Then updates as they come, and the agent's frames as they come:
         // stats go to the firmware's map within the agent's interval.
         let mut last_tx = Instant::now();
+        let mut pruned = Instant::now();
         let resync = 'updates: loop {
             shared.quiet();
             let ops = shared.lock().take(BATCH);
@@ -176,6 +196,11 @@ fn session(
                 }
             }
             st(&mut |s| s.wire_bytes = wire);
+            if pruned.elapsed() >= PRUNE {
+                pruned = Instant::now();
+                let m = shared.lock();
+                st(&mut |s| s.prune_stats(|k| m.contains(k)));
+            }
             if let Some(fw) = fw {
                 // What the DPU's flow table has left for the firmware: its
                 // capacity less the flows mirrored from tc filters.
@@ -197,5 +222,38 @@ fn session(
         if !resync {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dpu_wire::{Ip, Prefix, RouteKey};
+
+    fn entry(key: StatKey) -> StatEntry {
+        StatEntry { key, packets: 1, bytes: 100, tx_packets: 0, tx_bytes: 0, idle_ms: 0 }
+    }
+
+    #[test]
+    fn prune_keeps_the_counters_of_mirrored_objects_only() {
+        let live = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 0, 0, 0]), 8), metric: 0 };
+        let gone = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 0 };
+        let mut s = DpuState::default();
+        for k in [
+            StatKey::Route(live),
+            StatKey::Route(gone),
+            StatKey::Port(2),
+            StatKey::Flow(7),
+            StatKey::Nexthop(3),
+        ] {
+            s.stats.insert(k, entry(k));
+        }
+        s.prune_stats(|k| {
+            matches!(k, Key::Route(r) if *r == live) || *k == Key::Link(2) || *k == Key::Nexthop(3)
+        });
+        assert_eq!(s.stats.len(), 3);
+        assert!(s.stats.contains_key(&StatKey::Route(live)));
+        assert!(s.stats.contains_key(&StatKey::Port(2)));
+        assert!(s.stats.contains_key(&StatKey::Nexthop(3)));
     }
 }
