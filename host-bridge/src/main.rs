@@ -3,7 +3,7 @@
 use host_bridge::dpu::{self, DpuState};
 use host_bridge::kernel::{self, Listen, Shared};
 use host_bridge::status;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -42,8 +42,12 @@ RUN OPTIONS:
 
 STATUS OPTIONS:
     --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
-    --json             JSON instead of text; route entries carry table, dst,
-                       metric, type, nexthops and the DPU's answer (offload)
+    --json             JSON instead of text, with every mirrored object; route
+                       entries carry table, dst, metric, type, nexthops and
+                       the DPU's answer (offload)
+    --all              Text with every mirrored object too (without it, the
+                       text is the summary: counters, counts, the DPU, the
+                       firmware, what the DPU refused)
 ";
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
     let mut config = host_bridge::config::Config::default();
     let mut firmware: Vec<u32> = Vec::new();
     let mut firmware_pin: Option<PathBuf> = None;
+    let mut all = false;
     while let Some(a) = args.next() {
         let mut val = |n: &str| match args.next() {
             Some(v) => Ok(v),
@@ -83,6 +88,10 @@ fn main() -> ExitCode {
             "--firmware-pin" => val("--firmware-pin").map(|v| firmware_pin = Some(v.into())),
             "--json" => {
                 json = true;
+                Ok(())
+            }
+            "--all" => {
+                all = true;
                 Ok(())
             }
             "-h" | "--help" => {
@@ -151,8 +160,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let req = if json || all { status::FULL_REQUEST } else { status::SUMMARY_REQUEST };
             let mut body = String::new();
-            if let Err(e) = s.read_to_string(&mut body) {
+            if let Err(e) = s.write_all(req).and_then(|_| s.read_to_string(&mut body)) {
                 eprintln!("host-bridge: {e}");
                 return ExitCode::FAILURE;
             }

@@ -6,8 +6,8 @@ use crate::kernel::Shared;
 use crate::netlink::Kind;
 use dpu_wire::*;
 use serde_json::{json, Value};
-use std::io::{self, Write};
-use std::os::unix::net::UnixListener;
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -247,14 +247,43 @@ pub fn text(v: &Value) -> String {
     s
 }
 
+/// What a client of the status socket may ask for, in a first line: the
+/// summary ([`head`] only) or everything. A client that sends nothing
+/// within [`REQUEST_WAIT`] (`socat - UNIX:…`) gets everything.
+pub const SUMMARY_REQUEST: &[u8] = b"summary\n";
+pub const FULL_REQUEST: &[u8] = b"full\n";
+const REQUEST_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reads the client's request line; true for a summary.
+fn wants_summary(c: &mut UnixStream) -> bool {
+    let _ = c.set_read_timeout(Some(REQUEST_WAIT));
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 16 {
+        match c.read(&mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => line.push(b[0]),
+            _ => break,
+        }
+    }
+    line == SUMMARY_REQUEST[..SUMMARY_REQUEST.len() - 1]
+}
+
 /// Serves the JSON status to every client of `path`.
 pub fn serve(path: &Path, shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path)?;
     std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
+        for mut c in l.incoming().flatten() {
+            let summary = wants_summary(&mut c);
             let mut w = std::io::BufWriter::with_capacity(1 << 16, c);
-            let _ = write_status(&mut w, &shared, &dpu);
+            let _ = if summary {
+                serde_json::to_writer(&mut w, &head(&shared, &dpu))
+                    .map_err(io::Error::from)
+                    .and_then(|_| w.flush())
+            } else {
+                write_status(&mut w, &shared, &dpu)
+            };
         }
     });
     Ok(())

@@ -246,6 +246,19 @@ fn mirror_follows_the_kernel() {
     assert_eq!(r["table"], 254);
     assert_eq!(r["nexthops"][0]["gateway"], "192.0.2.254");
     assert_eq!(v["dpu"]["connected"], true);
+    // The text is the summary; --all adds every object.
+    let text = |all: bool| {
+        let sock = s.dir.join("status.sock").display().to_string();
+        let mut args = vec!["status", "--status", &sock];
+        if all {
+            args.push("--all");
+        }
+        let out = Command::new(host_bridge_bin()).args(&args).output().expect("status");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let summary = text(false);
+    assert!(summary.contains("mirror: {") && !summary.contains("route table"), "{summary}");
+    assert!(text(true).contains("route table 254 10.70.0.0/16"), "--all lists the routes");
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
