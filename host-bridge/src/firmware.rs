@@ -571,9 +571,9 @@ fn run(
     // in order, they end where the flows map is.)
     let mut lost = 0;
     if !adopted.is_empty() {
-        reconcile(&shared, &fw);
+        let held = reconcile(&shared, &fw);
         lost = fw.state().lost_events;
-        crate::log!("firmware adopted: {} flows held", fw.flows().len());
+        crate::log!("firmware adopted: {held} flows held");
     }
     // Attached, and its events are heard: host-bridge may go on. The
     // objects and links stay alive as long as this loop, which is the
@@ -618,9 +618,11 @@ fn on_event(shared: &Shared, fw: &FwMaps, data: &[u8]) {
 }
 
 /// Makes the mirror's firmware flows equal to the firmware's flows map,
-/// and drops counters entries of flows it no longer holds.
-fn reconcile(shared: &Shared, fw: &FwMaps) {
+/// and drops counters entries of flows it no longer holds. Returns how
+/// many flows it holds.
+fn reconcile(shared: &Shared, fw: &FwMaps) -> usize {
     let held = fw.flows();
+    let n = held.len();
     let keys: HashSet<Key> = held.iter().map(|f| Key::Flow(f.cookie)).collect();
     let mut m = shared.lock();
     let stale = m.select(
@@ -642,6 +644,7 @@ fn reconcile(shared: &Shared, fw: &FwMaps) {
     }
     drop(m);
     shared.notify();
+    n
 }
 
 #[cfg(test)]

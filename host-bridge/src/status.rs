@@ -137,10 +137,9 @@ pub fn write_status(w: &mut impl Write, shared: &Shared, dpu: &Mutex<DpuState>) 
             _ => {}
         }
     }
-    routes.sort_unstable_by_key(|k| match k {
-        Key::Route(r) => (r.table, r.dst, r.metric),
-        _ => (0, Prefix { addr: Ip::V4([0; 4]), len: 0 }, 0),
-    });
+    routes.sort_unstable_by_key(
+        |k| if let Key::Route(r) = k { Some((r.table, r.dst, r.metric)) } else { None },
+    );
     let Value::Object(fields) = head else { return Ok(()) };
     w.write_all(b"{")?;
     for (i, (name, v)) in fields.iter().enumerate() {
