@@ -220,4 +220,15 @@ fn bump_counts_on_every_flow_entry() {
         assert!(c[2] > 0 && c[2] <= dpu_hw::hal::monotonic_ms(), "last hit in CLOCK_MONOTONIC ms");
     }
     assert_eq!(hal.read_counters(TableId::Flow, 3)[..2], [0, 0], "an empty slot is not counted");
+
+    // --rounds without --every: that many rounds back to back.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dpu-hw"))
+        .arg("bump")
+        .arg(&f.0)
+        .args(["--rounds", "2"])
+        .output()
+        .expect("run dpu-hw");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 round(s), last over 2 flow entries");
+    assert_eq!(hal.read_counters(TableId::Flow, 2)[..2], [8, 500]);
 }

@@ -40,7 +40,7 @@ BUMP options:
     --packets N        packets added per entry and round [default: 1]
     --len BYTES        bytes per packet [default: 100]
     --every MS         repeat every MS milliseconds [default: once]
-    --rounds R         stop after R rounds, 0 for never [default: 0 with --every]
+    --rounds R         stop after R rounds, 0 for never [default: 1; 0 with --every]
 ";
 
 fn mac(s: &str) -> Result<Mac, String> {
@@ -151,7 +151,7 @@ fn bump(region: &Region, mut args: impl Iterator<Item = String>) -> Result<(), S
             hit += 1;
         }
         done += 1;
-        if rounds != 0 && done >= rounds || every.is_none() {
+        if rounds != 0 && done >= rounds {
             println!("{done} round(s), last over {hit} flow entries");
             return Ok(());
         }
