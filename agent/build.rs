@@ -14,6 +14,49 @@ struct Board {
     #[serde(default)]
     port: Vec<Port>,
     capacity: Capacity,
+    #[serde(default)]
+    channel: Channel,
+    /// How `cross/build-image.sh` builds this board's DPU image; the
+    /// agent itself does not use it.
+    #[serde(default, rename = "image")]
+    _image: Option<serde::de::IgnoredAny>,
+}
+
+/// The host channels of the board.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Channel {
+    /// The only vsock CID a host session may come from.
+    #[serde(default = "default_host_cid")]
+    vsock_host_cid: u32,
+    /// The name of the virtio-serial port the host side opens.
+    #[serde(default = "default_port_name")]
+    serial_port_name: String,
+    #[serde(default = "default_vsock_port")]
+    vsock_port: u32,
+}
+
+impl Default for Channel {
+    fn default() -> Self {
+        Channel {
+            vsock_host_cid: default_host_cid(),
+            serial_port_name: default_port_name(),
+            vsock_port: default_vsock_port(),
+        }
+    }
+}
+
+/// VMADDR_CID_HOST.
+fn default_host_cid() -> u32 {
+    2
+}
+
+fn default_port_name() -> String {
+    "org.dpu.agent.0".into()
+}
+
+fn default_vsock_port() -> u32 {
+    5000
 }
 
 #[derive(Deserialize)]
@@ -114,6 +157,18 @@ fn main() {
     ] {
         let _ = writeln!(out, "pub const {n}: u32 = {v};");
     }
+    let ch = &b.channel;
+    let _ = writeln!(
+        out,
+        "/// The only vsock CID a host session may come from.\npub const VSOCK_HOST_CID: u32 = {};",
+        ch.vsock_host_cid
+    );
+    let _ = writeln!(out, "/// The agent's vsock port.\npub const VSOCK_PORT: u32 = {};", ch.vsock_port);
+    let _ = writeln!(
+        out,
+        "/// The virtio-serial port's name.\npub const SERIAL_PORT_NAME: &str = {:?};",
+        ch.serial_port_name
+    );
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("board.rs");
     std::fs::write(&dest, out).expect("write board.rs");
 }

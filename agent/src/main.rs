@@ -1,6 +1,6 @@
 //! `dpu-agent`: the DPU firmware agent binary.
 
-use dpu_agent::transport::{serve, Endpoint};
+use dpu_agent::transport::{serve, Endpoint, ServeConfig};
 use dpu_agent::{board, error, info, Agent, Engine};
 use dpu_hw::{MmioHal, Region, TableId};
 use std::path::PathBuf;
@@ -16,19 +16,26 @@ USAGE:
     dpu-agent [OPTIONS]
 
 OPTIONS:
-    --listen ENDPOINT      Where the host-bridge connects [default: unix:/run/dpu-agent.sock]
+    --listen ENDPOINT      Where the host-bridge connects; repeatable: one host session
+                           owns the agent at a time, whichever endpoint it came from
+                           [default: unix:/run/dpu-agent.sock]
                              unix:PATH          Unix stream socket (development, tests)
-                             vsock:[CID:]PORT   AF_VSOCK; CID defaults to any
+                             vsock:[CID:]PORT   AF_VSOCK; CID defaults to any; only
+                                                the board's host CID may connect
                              serial:PATH        virtio-serial port, e.g. serial:/dev/vport0p1
-    --hw PATH              Hardware region to map: a file (created and formatted if it
-                           does not hold this board's layout) or a device resource file
+    --hw PATH              Hardware region to map: a device (a PCI BAR's sysfs resource
+                           file) or a file. Never resized. A blank one (zero header) is
+                           formatted, one with this board's layout kept (warm start),
+                           anything else refused. A missing file is created.
                            [default: /dev/shm/dpu-hw-<board>]
-    --cold                 Format the hardware region even if it holds this board's
-                           layout. Without it, the agent keeps the entries it finds
-                           (warm start) and waits for the host's snapshot to reconcile.
+    --cold                 Format the hardware region in place whatever it holds.
+                           Without it, the agent keeps the entries it finds (warm
+                           start) and waits for the host's snapshot to reconcile.
     --stats-interval MS    Period of stats frames to the host; 0 sends stats only on
                            request [default: the board's stats_interval_ms]
     --tick MS              Housekeeping period: how often stats are due-checked [default: 100]
+    --session-timeout MS   A session with no frame from the host for this long is over,
+                           and another host may take the agent [default: 5000]
     --board                Print the board this agent was built for and exit
     -V, --version          Print version and protocol version and exit
     -h, --help             Print this help and exit
@@ -38,7 +45,8 @@ next session and its snapshot. Logs are plain lines on stderr.
 ";
 
 struct Opts {
-    listen: Endpoint,
+    listen: Vec<Endpoint>,
+    session_timeout_ms: u64,
     hw: PathBuf,
     cold: bool,
     stats_interval_ms: u32,
@@ -52,7 +60,8 @@ enum Parsed {
 
 fn parse() -> Result<Parsed, String> {
     let mut o = Opts {
-        listen: Endpoint::Unix("/run/dpu-agent.sock".into()),
+        listen: Vec::new(),
+        session_timeout_ms: 5000,
         hw: PathBuf::from(format!("/dev/shm/dpu-hw-{}", board::NAME)),
         cold: false,
         stats_interval_ms: board::STATS_INTERVAL_MS,
@@ -62,7 +71,14 @@ fn parse() -> Result<Parsed, String> {
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
-            "--listen" => o.listen = value("--listen")?.parse()?,
+            "--listen" => o.listen.push(value("--listen")?.parse()?),
+            "--session-timeout" => {
+                o.session_timeout_ms =
+                    value("--session-timeout")?.parse().map_err(|_| "--session-timeout: not a number")?;
+                if o.session_timeout_ms == 0 {
+                    return Err("--session-timeout must be at least 1".into());
+                }
+            }
             "--hw" => o.hw = value("--hw")?.into(),
             "--cold" => o.cold = true,
             "--stats-interval" => {
@@ -97,6 +113,9 @@ fn parse() -> Result<Parsed, String> {
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
+    if o.listen.is_empty() {
+        o.listen.push(Endpoint::Unix("/run/dpu-agent.sock".into()));
+    }
     Ok(Parsed::Run(o))
 }
 
@@ -124,10 +143,7 @@ fn main() -> ExitCode {
         }
     };
     let layout = board::layout();
-    if o.cold {
-        let _ = std::fs::remove_file(&o.hw);
-    }
-    let (region, warm) = match Region::create(&o.hw, &layout) {
+    let (region, warm) = match Region::create(&o.hw, &layout, o.cold) {
         Ok(r) => r,
         Err(e) => {
             error!("hardware region {}: {e}", o.hw.display());
@@ -153,8 +169,13 @@ fn main() -> ExitCode {
         info!("kept hardware entries: {}", if used.is_empty() { "none".into() } else { used.join(", ") });
     }
     let mut agent = Agent::new(engine, o.stats_interval_ms);
-    if let Err(e) = serve(&mut agent, &o.listen, Duration::from_millis(o.tick_ms)) {
-        error!("{:?}: {e}", o.listen);
+    let cfg = ServeConfig {
+        tick: Duration::from_millis(o.tick_ms),
+        session_timeout: Duration::from_millis(o.session_timeout_ms),
+        vsock_host_cid: board::VSOCK_HOST_CID,
+    };
+    if let Err(e) = serve(&mut agent, &o.listen, &cfg) {
+        error!("{e}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

@@ -17,6 +17,27 @@ use std::time::Instant;
 /// two bytes.
 pub const MAX_OPS_PER_FRAME: usize = MAX_FRAME / 2;
 
+/// The most output one input frame can produce, encoded: its batch's
+/// failures (a failure is its update's key plus at most five bytes, and an
+/// update takes at least two bytes, so failures take at most 3.5 times the
+/// frame), split over result frames, plus one small message (resync,
+/// error). Transports feed a frame only when this much room is free, so
+/// no output is ever dropped (`agent/tests/flow_control.rs` checks the
+/// bound against the worst frames).
+pub const MAX_OUT_PER_FRAME: usize = 4 * MAX_ENCODED_FRAME + 256;
+
+/// The most output one [`Agent::pump`] step can produce, encoded: one stat
+/// entry per slot visited (at most [`MAX_STAT_ENTRY`] bytes each), split
+/// over frames, plus the closing frame.
+pub const MAX_OUT_PER_PUMP: usize =
+    Agent::<dpu_hw::MmioHal>::STATS_BUDGET as usize * MAX_STAT_ENTRY * 2 + 2 * MAX_ENCODED_FRAME;
+
+/// Upper bound of one encoded [`StatEntry`] item, with margin: an IPv6 route
+/// key (tags, table,
+/// 16-byte address, length, metric: 29 bytes), five varint counters (45)
+/// and the item's framing.
+pub const MAX_STAT_ENTRY: usize = 96;
+
 /// What the transport should do after a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -114,6 +135,19 @@ impl<H: Hal> Agent<H> {
     /// A new connection: forget the previous session, keep the hardware.
     pub fn on_connect(&mut self) {
         self.deframer.reset();
+        self.restart_session();
+        self.counters.sessions += 1;
+    }
+
+    /// Session state back to "before hello"; an unfinished snapshot is
+    /// abandoned.
+    fn restart_session(&mut self) {
+        if self.snapshot.take().is_some() {
+            warn!("session ended inside a snapshot; hardware left as it is until the next one");
+        }
+        if self.engine.in_snapshot() {
+            self.engine.abandon_snapshot();
+        }
         self.hello = false;
         self.expect_seq = 0;
         self.snapshot = None;
@@ -121,7 +155,6 @@ impl<H: Hal> Agent<H> {
         self.tx.seq = 0;
         self.stats_job = None;
         self.engine.restart_stats();
-        self.counters.sessions += 1;
     }
 
     /// The connection is gone. An unfinished snapshot is abandoned: nothing
@@ -263,6 +296,13 @@ impl<H: Hal> Agent<H> {
             );
             return Control::Close;
         }
+        if self.hello {
+            // A new hello on a live stream (a host restarted behind a
+            // channel that stayed up, as virtio-serial between two VMs
+            // does): a new session.
+            info!("hello on a live channel: a new host session");
+            self.restart_session();
+        }
         info!("host {:?} protocol {}.{} connected", h.name.as_str(), h.version.major, h.version.minor);
         let mut name: heapless::String<32> = heapless::String::new();
         let _ = name.push_str(board::NAME);
@@ -339,8 +379,8 @@ impl<H: Hal> Agent<H> {
     }
 
     /// Slots visited per [`Agent::pump`] call: bounds the output of one
-    /// call to a few frames.
-    pub const STATS_BUDGET: u32 = 4096;
+    /// call to a few frames ([`MAX_OUT_PER_PUMP`]).
+    pub const STATS_BUDGET: u32 = 1024;
 
     /// Queues a stats pass: changed counters, or all with `all`. A request
     /// for all restarts a periodic pass in progress from the beginning, so
@@ -402,5 +442,19 @@ impl<H: Hal> Agent<H> {
 
     pub fn session_up(&self) -> bool {
         self.hello
+    }
+}
+
+/// The frame that refuses a connection while another session owns the
+/// agent: an [`ErrorCode::Busy`] error, encoded (sequence number 0).
+pub fn busy_frame(owner: &str) -> Vec<u8> {
+    let mut text: heapless::String<96> = heapless::String::new();
+    let _ = core::fmt::write(&mut text, format_args!("another host session owns this agent ({owner})"));
+    let mut b = FrameBuilder::new(vec![0u8; MAX_FRAME]);
+    let mut enc = vec![0u8; MAX_ENCODED_FRAME];
+    let _ = b.start(&AgentHeader { seq: 0, msg: AgentMsg::Error { code: ErrorCode::Busy, text } });
+    match b.finish(&mut enc) {
+        Ok(n) => enc[..n].to_vec(),
+        Err(_) => Vec::new(),
     }
 }

@@ -2,27 +2,47 @@
 //!
 //! * `unix:PATH`: a Unix stream socket, for development and tests;
 //! * `vsock:PORT` (or `vsock:CID:PORT`): AF_VSOCK, the host-to-DPU socket
-//!   of virtio-vsock;
-//! * `serial:PATH`: a virtio-serial port device such as `/dev/vport0p1`.
+//!   of virtio-vsock; only the board's host CID may connect;
+//! * `serial:PATH`: a virtio-serial port device such as `/dev/vport0p1`
+//!   (the BlueField tmfifo console model).
 //!
-//! One host session at a time. On the socket transports a new connection
-//! replaces the current one (a restarted host-bridge may connect before
-//! the agent notices the old connection is gone). On disconnect the
-//! hardware stays as it is and the agent waits for the next session.
+//! The agent may listen on several at once. **One host session owns the
+//! agent**: a connection that arrives while a session is live is refused
+//! with an [`ErrorCode::Busy`](dpu_wire::ErrorCode::Busy) error that both
+//! sides log, and the live session goes on. A session is over when its
+//! stream ends (EOF, error) or when no frame has come from the host for
+//! the session timeout (host-bridge sends a heartbeat every second when
+//! idle); a connection that arrives after that replaces it. An `accept`
+//! error is logged and retried; it never ends a live session. On
+//! disconnect the hardware stays as it is and the agent waits for the next
+//! session.
+//!
+//! **Flow control.** Output is never dropped and the agent keeps reading
+//! while it writes. Input is fed to the session one frame at a time, and
+//! only while the output queue has room for the most one frame can produce
+//! ([`MAX_OUT_PER_FRAME`]); stats steps likewise ([`MAX_OUT_PER_PUMP`]).
+//! When the host does not read, the queue fills, the agent stops taking
+//! input, the channel's buffers fill and the host's writes wait: nothing
+//! is lost and nothing grows, whatever the buffer sizes. The host must
+//! read while it writes (host-bridge's `AgentLink` does).
 
-use crate::session::{Agent, Control};
-use crate::{info, warn};
+use crate::session::{busy_frame, Agent, Control, MAX_OUT_PER_FRAME, MAX_OUT_PER_PUMP};
+use crate::{error, info, warn};
 use dpu_hw::Hal;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, VsockAddr};
-use smol::future;
-use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::channel::{Receiver, Sender};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::stream::StreamExt;
-use smol::{Async, Timer};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use smol::{future, Async, LocalExecutor, Timer};
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Where the agent listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +63,7 @@ impl std::str::FromStr for Endpoint {
                 let num = |v: &str| v.parse::<u32>().map_err(|_| format!("{s:?}: bad vsock number {v:?}"));
                 match rest.split_once(':') {
                     Some((cid, port)) => Ok(Endpoint::Vsock { cid: num(cid)?, port: num(port)? }),
-                    None => Ok(Endpoint::Vsock { cid: libc_vmaddr_cid_any(), port: num(rest)? }),
+                    None => Ok(Endpoint::Vsock { cid: VMADDR_CID_ANY, port: num(rest)? }),
                 }
             }
             _ => Err(format!("{s:?}: expected unix:PATH, vsock:[CID:]PORT or serial:PATH")),
@@ -51,205 +71,394 @@ impl std::str::FromStr for Endpoint {
     }
 }
 
-/// `VMADDR_CID_ANY`.
-fn libc_vmaddr_cid_any() -> u32 {
-    u32::MAX
-}
-
-/// Any connected stream.
-pub trait Stream: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Stream for T {}
-
-enum Listener {
-    Unix(Async<UnixListener>),
-    /// A vsock listening socket; accepted with nix, since std's accept
-    /// only understands Unix socket addresses.
-    Vsock(Async<UnixListener>),
-}
-
-impl Listener {
-    fn bind(ep: &Endpoint) -> io::Result<Listener> {
-        match ep {
-            Endpoint::Unix(path) => {
-                // A socket file left by a previous run would make bind fail.
-                if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                    use std::os::unix::fs::FileTypeExt;
-                    m.file_type().is_socket()
-                }) {
-                    std::fs::remove_file(path)?;
-                }
-                Ok(Listener::Unix(Async::<UnixListener>::bind(path)?))
-            }
-            Endpoint::Vsock { cid, port } => {
-                let fd =
-                    socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
-                socket::bind(fd.as_raw_fd(), &VsockAddr::new(*cid, *port))?;
-                socket::listen(&fd, Backlog::new(4).map_err(io::Error::from)?)?;
-                Ok(Listener::Vsock(Async::new(UnixListener::from(fd))?))
-            }
-            Endpoint::Serial(_) => {
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "serial ports do not listen"))
-            }
-        }
-    }
-
-    async fn accept(&self) -> io::Result<Box<dyn Stream>> {
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Listener::Unix(l) => {
-                let (s, _) = l.accept().await?;
-                Ok(Box::new(s))
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Vsock { cid, port } if *cid == VMADDR_CID_ANY => write!(f, "vsock:{port}"),
+            Endpoint::Vsock { cid, port } => write!(f, "vsock:{cid}:{port}"),
+            Endpoint::Serial(p) => write!(f, "serial:{}", p.display()),
+        }
+    }
+}
+
+const VMADDR_CID_ANY: u32 = u32::MAX;
+
+/// How the agent serves its endpoints.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Housekeeping period (stats due-checks, session timeout).
+    pub tick: Duration,
+    /// A session with no frame from the host for this long is over.
+    pub session_timeout: Duration,
+    /// The only vsock CID a session may come from.
+    pub vsock_host_cid: u32,
+}
+
+/// Output queue capacity, allocated once. Input is admitted only while
+/// the most it can produce fits (see the module docs).
+const OUT_CAP: usize = 512 * 1024;
+const READ_CHUNK: usize = 4096;
+/// How long a refused serial port is drained before it is offered again.
+const REFUSED_HOLD: Duration = Duration::from_secs(2);
+const _: () = assert!(MAX_OUT_PER_FRAME <= OUT_CAP && MAX_OUT_PER_PUMP <= OUT_CAP);
+
+/// A serial port's state, shared between its watcher and the session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortState {
+    /// No session on it: the watcher offers it when the host sends.
+    Free,
+    InUse,
+    /// Refused while another session owns the agent (at this instant):
+    /// the watcher drains it until the host leaves the port, or for
+    /// [`REFUSED_HOLD`], then offers it again (a host behind a channel that
+    /// stays up, as between two VMs, never "leaves").
+    Refused(Instant),
+}
+
+/// A connected byte stream. Every transport is an fd read and written
+/// with read(2)/write(2), so one type serves them all.
+struct Conn {
+    io: Rc<Async<File>>,
+    label: String,
+    port: Option<Rc<Cell<PortState>>>,
+}
+
+impl Conn {
+    fn release(&self, state: PortState) {
+        if let Some(p) = &self.port {
+            p.set(state);
+        }
+    }
+}
+
+fn socket_listener(ep: &Endpoint) -> io::Result<Async<UnixListener>> {
+    match ep {
+        Endpoint::Unix(path) => {
+            // A socket file left by a previous run would make bind fail.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| {
+                use std::os::unix::fs::FileTypeExt;
+                m.file_type().is_socket()
+            }) {
+                std::fs::remove_file(path)?;
             }
-            Listener::Vsock(l) => {
-                let fd = l.read_with(|s| socket::accept(s.as_raw_fd()).map_err(io::Error::from)).await?;
+            Async::<UnixListener>::bind(path)
+        }
+        Endpoint::Vsock { cid, port } => {
+            let fd = socket::socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+            socket::bind(fd.as_raw_fd(), &VsockAddr::new(*cid, *port))?;
+            socket::listen(&fd, Backlog::new(4).map_err(io::Error::from)?)?;
+            // Only for readiness; accepted with nix below, since std's
+            // accept understands Unix socket addresses only.
+            Async::new(UnixListener::from(fd))
+        }
+        Endpoint::Serial(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "serial ports do not listen")),
+    }
+}
+
+/// Accepts connections on a socket endpoint forever; a vsock peer other
+/// than the board's host CID is refused here.
+async fn accept_loop(ep: Endpoint, l: Async<UnixListener>, host_cid: u32, tx: Sender<Conn>) {
+    let mut last_error: Option<String> = None;
+    loop {
+        let fd =
+            l.read_with(|s| socket::accept4(s.as_raw_fd(), SockFlag::SOCK_CLOEXEC).map_err(io::Error::from));
+        let fd = match fd.await {
+            Ok(fd) => {
+                last_error = None;
                 // SAFETY: accept returned a new descriptor that we own.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                // A connected stream socket of any family reads and writes
-                // like a Unix one.
-                Ok(Box::new(Async::new(UnixStream::from(fd))?))
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            }
+            Err(e) => {
+                // Logged once per distinct error, retried; a live session
+                // is not affected.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(&text) {
+                    warn!("accept on {ep}: {e}; retrying");
+                    last_error = Some(text);
+                }
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let label = match &ep {
+            Endpoint::Vsock { .. } => match socket::getpeername::<VsockAddr>(fd.as_raw_fd()) {
+                Ok(peer) if peer.cid() == host_cid => {
+                    format!("vsock from CID {} port {}", peer.cid(), peer.port())
+                }
+                Ok(peer) => {
+                    warn!(
+                        "refused a vsock connection from CID {}: only CID {host_cid} (this board's host) may connect",
+                        peer.cid()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    warn!("vsock peer address: {e}; connection closed");
+                    continue;
+                }
+            },
+            other => other.to_string(),
+        };
+        let io = match Async::new(File::from(fd)) {
+            Ok(io) => Rc::new(io),
+            Err(e) => {
+                warn!("{label}: {e}");
+                continue;
+            }
+        };
+        if tx.send(Conn { io, label, port: None }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What a port's poll says: (data from a host, no host). A virtio-serial
+/// port with no host reports POLLIN and POLLHUP together (a read would
+/// not block: it returns 0), so data means POLLIN without POLLHUP.
+fn port_poll(f: &File) -> (bool, bool) {
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => {
+            let r = fds[0].revents().unwrap_or(PollFlags::empty());
+            let hup = r.contains(PollFlags::POLLHUP);
+            (r.contains(PollFlags::POLLIN) && !hup, hup)
+        }
+        Err(_) => (false, false),
+    }
+}
+
+/// Watches a virtio-serial port: offers it as a connection when the host
+/// sends on it. With no host on the port the read side reports hang-up;
+/// the watcher then checks every 200 ms and says so once, not per check.
+async fn serial_watch(path: PathBuf, tx: Sender<Conn>) {
+    let label = format!("serial:{}", path.display());
+    let state = Rc::new(Cell::new(PortState::Free));
+    let mut open_error: Option<String> = None;
+    let io = loop {
+        match std::fs::OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => match Async::new(f) {
+                Ok(io) => break Rc::new(io),
+                Err(e) => error!("{label}: {e}"),
+            },
+            Err(e) => {
+                let text = e.to_string();
+                if open_error.as_deref() != Some(&text) {
+                    warn!("{label}: {e}; retrying every second");
+                    open_error = Some(text);
+                }
+            }
+        }
+        Timer::after(Duration::from_secs(1)).await;
+    };
+    info!("opened {label}");
+    let mut waiting_said = false;
+    loop {
+        match state.get() {
+            PortState::InUse => {}
+            PortState::Free => {
+                let (data, hup) = port_poll(io.get_ref());
+                if data {
+                    state.set(PortState::InUse);
+                    waiting_said = false;
+                    let c = Conn { io: io.clone(), label: label.clone(), port: Some(state.clone()) };
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if hup && !waiting_said {
+                    info!("{label}: no host on the port; waiting");
+                    waiting_said = true;
+                }
+            }
+            PortState::Refused(at) => {
+                let (data, hup) = port_poll(io.get_ref());
+                if hup || at.elapsed() >= REFUSED_HOLD {
+                    state.set(PortState::Free);
+                } else if data {
+                    let mut sink = [0u8; READ_CHUNK];
+                    let _ = io.get_ref().read(&mut sink);
+                    continue;
+                }
+            }
+        }
+        Timer::after(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs the agent on `eps` forever.
+pub fn serve<H: Hal>(agent: &mut Agent<H>, eps: &[Endpoint], cfg: &ServeConfig) -> io::Result<()> {
+    let ex = LocalExecutor::new();
+    let (tx, rx) = smol::channel::unbounded::<Conn>();
+    for ep in eps {
+        match ep {
+            Endpoint::Serial(path) => ex.spawn(serial_watch(path.clone(), tx.clone())).detach(),
+            _ => {
+                let l = socket_listener(ep).map_err(|e| io::Error::new(e.kind(), format!("{ep}: {e}")))?;
+                info!("listening on {ep}");
+                ex.spawn(accept_loop(ep.clone(), l, cfg.vsock_host_cid, tx.clone())).detach();
             }
         }
     }
+    drop(tx);
+    smol::block_on(ex.run(async {
+        let mut out: Vec<u8> = Vec::with_capacity(OUT_CAP);
+        let mut next = rx.recv().await.ok();
+        while let Some(conn) = next {
+            let replacement = session(agent, &conn, &rx, cfg, &mut out).await;
+            // Closed (sockets) before waiting for the next connection.
+            drop(conn);
+            next = match replacement {
+                Some(r) => Some(r),
+                None => rx.recv().await.ok(),
+            };
+        }
+        Ok(())
+    }))
 }
 
 enum Event {
     Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
     Tick,
-    Replaced(io::Result<Box<dyn Stream>>),
+    Incoming(Option<Conn>),
 }
 
-/// Runs the agent on `ep` forever.
-pub fn serve<H: Hal>(agent: &mut Agent<H>, ep: &Endpoint, tick: Duration) -> io::Result<()> {
-    smol::block_on(async {
-        let mut out: Vec<u8> = Vec::with_capacity(OUT_CAP);
-        match ep {
-            Endpoint::Serial(path) => loop {
-                match std::fs::OpenOptions::new().read(true).write(true).open(path) {
-                    Ok(f) => {
-                        info!("opened {}", path.display());
-                        let mut s: Box<dyn Stream> = Box::new(Async::new(f)?);
-                        session(agent, &mut s, None, tick, &mut out).await;
-                    }
-                    Err(e) => warn!("{}: {e}", path.display()),
-                }
-                Timer::after(Duration::from_millis(500)).await;
-            },
-            _ => {
-                let listener = Listener::bind(ep)?;
-                info!("listening on {ep:?}");
-                let mut next = listener.accept().await;
-                loop {
-                    match next {
-                        Ok(mut s) => {
-                            let replacement = session(agent, &mut s, Some(&listener), tick, &mut out).await;
-                            // Close this connection before waiting for the next.
-                            drop(s);
-                            next = match replacement {
-                                Some(r) => r,
-                                None => listener.accept().await,
-                            };
-                        }
-                        Err(e) => {
-                            warn!("accept: {e}");
-                            Timer::after(Duration::from_millis(100)).await;
-                            next = listener.accept().await;
-                        }
-                    }
-                }
-            }
-        }
-    })
+/// Refuses a connection while `owner` holds the session.
+fn refuse(c: Conn, owner: &str) {
+    warn!("refused a host connection on {}: the session on {owner} owns the agent", c.label);
+    // Best effort, one write on a non-blocking fd: a short error frame.
+    let _ = c.io.get_ref().write(&busy_frame(owner));
+    c.release(PortState::Refused(Instant::now()));
 }
 
-/// Output buffer capacity: the most one read's worth of input (4 KiB)
-/// can produce is far below this (see `Agent::pump` for stats).
-const OUT_CAP: usize = 512 * 1024;
-const READ_CHUNK: usize = 4096;
-
-/// Queues an encoded frame for writing; never grows `out` past its
-/// capacity (counts a dropped frame instead).
-fn buffer(out: &mut Vec<u8>, dropped: &mut u64, f: &[u8]) {
-    if out.len() + f.len() <= OUT_CAP {
-        out.extend_from_slice(f);
-    } else {
-        *dropped += 1;
-    }
-}
-
-/// Serves one connection until it ends (`None`) or a new connection
-/// replaces it (`Some`).
+/// Serves one connection until it ends (`None`) or a connection that
+/// arrives after the session went silent replaces it (`Some`).
 async fn session<H: Hal>(
     agent: &mut Agent<H>,
-    s: &mut Box<dyn Stream>,
-    listener: Option<&Listener>,
-    tick: Duration,
+    conn: &Conn,
+    rx: &Receiver<Conn>,
+    cfg: &ServeConfig,
     out: &mut Vec<u8>,
-) -> Option<io::Result<Box<dyn Stream>>> {
-    info!("session starts");
+) -> Option<Conn> {
+    info!("session starts on {}", conn.label);
     agent.on_connect();
-    let mut buf = [0u8; READ_CHUNK];
-    let mut timer = Timer::interval(tick);
-    let mut dropped = 0u64;
-    let result = loop {
+    let mut inbuf = [0u8; READ_CHUNK];
+    let (mut in_pos, mut in_len) = (0usize, 0usize);
+    out.clear();
+    let mut out_pos = 0usize;
+    let mut last_rx = Instant::now();
+    let mut timer = Timer::interval(cfg.tick);
+    let mut closing = false;
+    let io = &*conn.io;
+    let result = 'session: loop {
+        // Input, a frame at a time, while its worst output fits.
+        loop {
+            if out_pos > 0 && out.len() + MAX_OUT_PER_FRAME.max(MAX_OUT_PER_PUMP) > OUT_CAP {
+                out.drain(..out_pos);
+                out_pos = 0;
+            }
+            if closing || in_pos == in_len || out.len() + MAX_OUT_PER_FRAME > OUT_CAP {
+                break;
+            }
+            let end = inbuf[in_pos..in_len].iter().position(|&b| b == 0).map_or(in_len, |i| in_pos + i + 1);
+            let control = agent.on_bytes(&inbuf[in_pos..end], &mut |f: &[u8]| out.extend_from_slice(f));
+            in_pos = end;
+            if control == Control::Close {
+                closing = true;
+            }
+        }
+        // Pending work (a stats pass) in bounded steps, likewise.
+        while !closing && out.len() + MAX_OUT_PER_PUMP <= OUT_CAP {
+            if !agent.pump(&mut |f: &[u8]| out.extend_from_slice(f)) {
+                break;
+            }
+        }
+        debug_assert!(out.len() <= OUT_CAP);
+        if closing && out_pos == out.len() {
+            info!("closing the session");
+            break None;
+        }
+        let can_read = !closing && in_pos == in_len;
+        let can_write = out_pos < out.len();
         let ev = future::or(
-            async { Event::Read(s.read(&mut buf).await) },
+            future::or(
+                async {
+                    if can_read {
+                        Event::Read((&*io).read(&mut inbuf).await)
+                    } else {
+                        future::pending().await
+                    }
+                },
+                async {
+                    if can_write {
+                        Event::Wrote((&*io).write(&out[out_pos..]).await)
+                    } else {
+                        future::pending().await
+                    }
+                },
+            ),
             future::or(
                 async {
                     timer.next().await;
                     Event::Tick
                 },
-                async {
-                    match listener {
-                        Some(l) => Event::Replaced(l.accept().await),
-                        None => future::pending().await,
-                    }
-                },
+                async { Event::Incoming(rx.recv().await.ok()) },
             ),
         )
         .await;
-        let mut sink = |f: &[u8]| buffer(out, &mut dropped, f);
-        let control = match ev {
+        match ev {
             Event::Read(Ok(0)) => {
-                info!("host closed the connection");
+                if conn.port.is_some() {
+                    info!("the host left {}", conn.label);
+                } else {
+                    info!("host closed the connection");
+                }
                 break None;
             }
-            Event::Read(Ok(n)) => agent.on_bytes(&buf[..n], &mut sink),
+            Event::Read(Ok(n)) => {
+                (in_pos, in_len) = (0, n);
+                last_rx = Instant::now();
+            }
             Event::Read(Err(e)) => {
-                warn!("read: {e}");
+                warn!("read on {}: {e}", conn.label);
+                break None;
+            }
+            Event::Wrote(Ok(n)) => {
+                out_pos += n;
+                if out_pos == out.len() {
+                    out.clear();
+                    out_pos = 0;
+                }
+            }
+            Event::Wrote(Err(e)) => {
+                warn!("write on {}: {e}", conn.label);
                 break None;
             }
             Event::Tick => {
                 agent.on_tick();
-                Control::Continue
-            }
-            Event::Replaced(r) => {
-                warn!("a new connection replaces the current session");
-                break Some(r);
-            }
-        };
-        // Write what the input produced, then any pending stats in bounded
-        // steps.
-        let mut more = true;
-        while more {
-            more = agent.pump(&mut |f: &[u8]| buffer(out, &mut dropped, f));
-            if !out.is_empty() {
-                if let Err(e) = s.write_all(out).await {
-                    warn!("write: {e}");
-                    out.clear();
-                    agent.on_disconnect();
-                    return None;
+                if last_rx.elapsed() > cfg.session_timeout {
+                    warn!(
+                        "no frame from the host on {} for {} ms: the session is over",
+                        conn.label,
+                        last_rx.elapsed().as_millis()
+                    );
+                    break None;
                 }
-                out.clear();
             }
-        }
-        if dropped > 0 {
-            warn!("{dropped} output frames dropped: output buffer full");
-            dropped = 0;
-        }
-        if control == Control::Close {
-            info!("closing the session");
-            break None;
+            Event::Incoming(None) => break None,
+            Event::Incoming(Some(c)) => {
+                if last_rx.elapsed() > cfg.session_timeout {
+                    warn!("the session on {} is silent: {} takes over", conn.label, c.label);
+                    break 'session Some(c);
+                }
+                refuse(c, &conn.label);
+            }
         }
     };
     agent.on_disconnect();
+    conn.release(PortState::Free);
+    out.clear();
     result
 }

@@ -203,14 +203,14 @@ fn warm_start_rebuilds_indexes_and_references_from_hardware() {
         route_paths(v4(10, 3, 0, 0), 16, &[(2, v4(10, 0, 0, 1), 1), (3, v4(10, 0, 1, 1), 1)]),
     ];
     {
-        let (region, warm) = Region::create(&path, &layout).expect("create");
+        let (region, warm) = Region::create(&path, &layout, false).expect("create");
         assert!(!warm);
         let mut e = Engine::new(MmioHal::new(region), false);
         for op in &ops {
             assert_eq!(e.apply(op), Status::Ok);
         }
     }
-    let (region, warm) = Region::create(&path, &layout).expect("reopen");
+    let (region, warm) = Region::create(&path, &layout, false).expect("reopen");
     assert!(warm);
     let mut e = Engine::new(MmioHal::new(region), true);
     e.begin_snapshot();

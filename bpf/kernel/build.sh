@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test kernel for the netdevsim BPF firmware: Debian's pinned
 # linux-source-6.12, plus the series in bpf/kernel/patches/, configured with
-# virtme-ng's default config plus config.fragment (and debug.fragment with
+# virtme-ng's default config plus config.fragment and trim.fragment (and debug.fragment with
 # --debug), everything built in.
 #
 #   bpf/kernel/build.sh [--debug] [--force]
@@ -57,7 +57,7 @@ done
 
 log() { echo "build.sh: $*" >&2; }
 
-fragments=("$HERE/config.fragment")
+fragments=("$HERE/config.fragment" "$HERE/trim.fragment")
 variant=default
 if [ $debug = 1 ]; then
 	fragments+=("$HERE/debug.fragment")

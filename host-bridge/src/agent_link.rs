@@ -1,17 +1,27 @@
 //! A blocking client of the agent's wire protocol.
 //!
-//! [`AgentLink`] wraps any byte stream (a Unix socket in tests and
-//! development, vsock or virtio-serial on a real host). Batches are
-//! pipelined with a bounded window of frames in flight, so that neither
-//! side can block the other on full socket buffers; per-entry failures are
-//! mapped back to the caller's update list.
+//! [`AgentLink`] wraps any byte stream ([`Channel`]: a Unix socket in
+//! tests and development, vsock or virtio-serial on a real host), in
+//! non-blocking mode. Batches are pipelined with at most [`WINDOW`] frames
+//! unacknowledged; per-entry failures are mapped back to the caller's
+//! update list.
+//!
+//! Flow control: every write that would block waits in `poll` for the
+//! stream to take more *or* for agent frames to read, and reads them, so
+//! the host never stops reading while it writes. The agent, for its part,
+//! takes input only while it has room for the output (agent transport),
+//! so neither side drops anything and neither can deadlock the other,
+//! whatever the channel's buffer sizes. A `ResyncNeeded` from the agent
+//! ends the call at once ([`LinkError::Resync`]).
 
+use crate::channel::{Channel, Dial};
 use dpu_wire::framing::max_encoded_len;
 use dpu_wire::*;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,6 +43,9 @@ pub enum LinkError {
     Closed,
     /// An update does not fit a frame on its own.
     TooLarge,
+    /// The agent asked for a full resync (it lost a frame): whatever was
+    /// in flight is moot, a snapshot follows.
+    Resync(ResyncReason),
 }
 
 impl std::fmt::Display for LinkError {
@@ -43,6 +56,7 @@ impl std::fmt::Display for LinkError {
             LinkError::Timeout => f.write_str("timed out waiting for the agent"),
             LinkError::Closed => f.write_str("the agent closed the connection"),
             LinkError::TooLarge => f.write_str("update larger than a frame"),
+            LinkError::Resync(r) => write!(f, "the agent asks for a resync ({r:?})"),
         }
     }
 }
@@ -79,15 +93,20 @@ pub struct BatchResult {
     pub failures: Vec<(usize, Status, Option<Key>)>,
 }
 
-/// The stream types the link can run over. The fd is for waiting on the
-/// stream together with something else (see [`AgentLink::pump`]).
-pub trait Transport: Read + Write + AsFd {
-    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
-}
+/// The stream types the link can run over: non-blocking fds. The fd is
+/// also for waiting on the stream together with something else (see
+/// [`AgentLink::pump`]).
+pub trait Transport: Read + Write + AsFd {}
+impl<T: Read + Write + AsFd> Transport for T {}
 
-impl Transport for UnixStream {
-    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(t)
+/// Waits for `events` on `fd` at most `wait`; returns what happened.
+fn wait_fd(fd: BorrowedFd<'_>, events: PollFlags, wait: Duration) -> io::Result<PollFlags> {
+    let mut fds = [PollFd::new(fd, events)];
+    let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, t) {
+        Ok(_) => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
+        Err(Errno::EINTR) => Ok(PollFlags::empty()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -107,13 +126,20 @@ pub struct AgentLink<S: Transport> {
     pub timeout: Duration,
 }
 
-impl AgentLink<UnixStream> {
+impl AgentLink<Channel> {
     pub fn connect_unix(path: &Path) -> io::Result<Self> {
-        Ok(Self::new(UnixStream::connect(path)?))
+        Self::dial(&Dial::Unix(path.into()))
+    }
+
+    /// Connects to the agent over any channel kind.
+    pub fn dial(d: &Dial) -> io::Result<Self> {
+        Ok(Self::new(Channel::dial(d, Duration::from_secs(5))?))
     }
 }
 
 impl<S: Transport> AgentLink<S> {
+    /// Wraps a connected stream, which must be in non-blocking mode (a
+    /// [`Channel`] is).
     pub fn new(stream: S) -> Self {
         AgentLink {
             stream,
@@ -135,14 +161,49 @@ impl<S: Transport> AgentLink<S> {
 
     /// Writes raw bytes, for tests of the agent's robustness.
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.stream.write_all(bytes)?;
+        self.write_all(bytes)?;
         self.tx_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes all of `bytes`, reading the agent's frames into the inbox
+    /// whenever the stream would block. Fails with [`LinkError::Timeout`]
+    /// only if the stream takes nothing for `self.timeout`.
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        let mut off = 0;
+        let mut progress = Instant::now();
+        while off < bytes.len() {
+            match self.stream.write(&bytes[off..]) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => {
+                    off += n;
+                    progress = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = self.timeout.saturating_sub(progress.elapsed());
+                    if left.is_zero() {
+                        return Err(LinkError::Timeout);
+                    }
+                    let r = wait_fd(self.stream.as_fd(), PollFlags::POLLIN | PollFlags::POLLOUT, left)?;
+                    if r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                        // Keep reading while writing: the agent may be
+                        // waiting for room to send its results.
+                        self.read_once(Duration::ZERO)?;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(())
     }
 
     fn flush_frame(&mut self) -> Result<(), LinkError> {
         let n = self.builder.finish(&mut self.enc).map_err(|_| LinkError::TooLarge)?;
-        self.stream.write_all(&self.enc[..n])?;
+        let enc = std::mem::take(&mut self.enc);
+        let r = self.write_all(&enc[..n]);
+        self.enc = enc;
+        r?;
         self.tx_bytes += n as u64;
         self.seq = self.seq.wrapping_add(1);
         Ok(())
@@ -207,7 +268,9 @@ impl<S: Transport> AgentLink<S> {
     /// completes go to the inbox. Nothing to read in time is not an error.
     fn read_once(&mut self, wait: Duration) -> Result<(), LinkError> {
         let mut buf = [0u8; 65536];
-        self.stream.set_timeout(Some(wait))?;
+        if !wait.is_zero() {
+            wait_fd(self.stream.as_fd(), PollFlags::POLLIN, wait)?;
+        }
         let n = match self.stream.read(&mut buf) {
             Ok(0) => return Err(LinkError::Closed),
             Ok(n) => n,
@@ -254,10 +317,11 @@ impl<S: Transport> AgentLink<S> {
             if let Some(t) = pick(&ev) {
                 return Ok((t, ev));
             }
-            if let AgentEvent::Error { code, text } = &ev {
-                return Err(LinkError::Agent { code: *code, text: text.clone() });
+            match ev {
+                AgentEvent::Error { code, text } => return Err(LinkError::Agent { code, text }),
+                AgentEvent::ResyncNeeded { reason } => return Err(LinkError::Resync(reason)),
+                ev => self.events.push(ev),
             }
-            self.events.push(ev);
         }
     }
 

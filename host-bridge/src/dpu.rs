@@ -7,6 +7,7 @@
 //! with a snapshot. Stats frames are kept for the status output.
 
 use crate::agent_link::{AgentEvent, AgentLink, LinkError};
+use crate::channel::{Channel, Dial};
 use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
 use crate::mirror::decode_chunk;
@@ -15,7 +16,6 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,15 +63,19 @@ const BATCH: usize = 8192;
 /// A heartbeat goes to the agent after this long without other traffic.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
-pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf, fw: Option<Arc<FwMaps>>) {
+pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, agent: Dial, fw: Option<Arc<FwMaps>>) {
     let mut generation = 0u32;
     loop {
-        match session(&shared, &state, &socket, &mut generation, fw.as_deref()) {
+        match session(&shared, &state, &agent, &mut generation, fw.as_deref()) {
             Ok(()) => {}
             Err(e) => {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                 if s.connected || s.last_error.as_deref() != Some(&e.to_string()) {
-                    crate::log!("agent {}: {e}", socket.display());
+                    if let LinkError::Agent { code: dpu_wire::ErrorCode::Busy, text } = &e {
+                        crate::log!("agent {agent}: refused: {text}; retrying");
+                    } else {
+                        crate::log!("agent {agent}: {e}");
+                    }
                 }
                 s.connected = false;
                 s.last_error = Some(e.to_string());
@@ -84,7 +88,7 @@ pub fn run(shared: Arc<Shared>, state: Arc<Mutex<DpuState>>, socket: PathBuf, fw
 fn session(
     shared: &Shared,
     state: &Mutex<DpuState>,
-    socket: &std::path::Path,
+    agent: &Dial,
     generation: &mut u32,
     fw: Option<&FwMaps>,
 ) -> Result<(), LinkError> {
@@ -95,7 +99,7 @@ fn session(
         let m = shared.lock();
         drop(shared.wake.wait_while(m, |m| !m.ready).unwrap_or_else(|p| p.into_inner()));
     }
-    let mut link = AgentLink::connect_unix(socket)?;
+    let mut link: AgentLink<Channel> = AgentLink::dial(agent)?;
     link.timeout = Duration::from_secs(60);
     let hello = link.hello(concat!("host-bridge ", env!("CARGO_PKG_VERSION")))?;
     crate::log!(
@@ -111,6 +115,30 @@ fn session(
         s.last_error = None;
     });
     loop {
+        match synced(shared, state, &mut link, &hello, generation, fw) {
+            Err(LinkError::Resync(reason)) => {
+                // In the middle of a batch or a snapshot: acted on at
+                // once, not after waiting for results that will not come.
+                crate::log!("agent asks for a resync ({reason:?}): a snapshot follows");
+                st(&mut |s| s.resync_requests += 1);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A snapshot, then updates as they come, until the connection fails
+/// (`Err`), or the agent asks for a resync (`Err(Resync)`).
+fn synced(
+    shared: &Shared,
+    state: &Mutex<DpuState>,
+    link: &mut AgentLink<Channel>,
+    hello: &AgentHello,
+    generation: &mut u32,
+    fw: Option<&FwMaps>,
+) -> Result<(), LinkError> {
+    let st = |f: &mut dyn FnMut(&mut DpuState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
+    {
         // A full snapshot: everything in the shadow.
         *generation = generation.wrapping_add(1);
         let all = {
@@ -145,7 +173,7 @@ fn session(
         // stats go to the firmware's map within the agent's interval.
         let mut last_tx = Instant::now();
         let mut pruned = Instant::now();
-        let resync = 'updates: loop {
+        let resync: LinkError = 'updates: loop {
             shared.quiet();
             let ops = shared.lock().take(BATCH);
             if !ops.is_empty() {
@@ -174,13 +202,11 @@ fn session(
                 }
             }
             let wire = link.tx_bytes;
-            let mut resync = false;
+            let mut resync = None;
             for ev in link.take_events() {
                 match ev {
                     AgentEvent::ResyncNeeded { reason } => {
-                        crate::log!("agent asks for a resync: {reason:?}");
-                        st(&mut |s| s.resync_requests += 1);
-                        resync = true;
+                        resync = Some(reason);
                     }
                     AgentEvent::Stats { entries, .. } => {
                         if let Some(fw) = fw {
@@ -215,13 +241,11 @@ fn session(
                     s.firmware = Some(fs);
                 });
             }
-            if resync {
-                break 'updates true;
+            if let Some(reason) = resync {
+                break 'updates LinkError::Resync(reason);
             }
         };
-        if !resync {
-            return Ok(());
-        }
+        Err(resync)
     }
 }
 

@@ -6,6 +6,7 @@
 //! protocol to an agent (hello, batches with per-entry results, snapshots,
 //! stats).
 pub mod agent_link;
+pub mod channel;
 pub mod config;
 pub mod dpu;
 pub mod firmware;
@@ -24,3 +25,4 @@ macro_rules! log {
 }
 
 pub use agent_link::{AgentEvent, AgentLink, BatchResult, LinkError};
+pub use channel::{Channel, Dial};

@@ -23,7 +23,15 @@ USAGE:
                                     with them (rules already in_hw stay in tc)
 
 RUN OPTIONS:
-    --agent PATH       The agent's Unix socket [default: /run/dpu-agent.sock]
+    --agent ADDRESS    Where the agent is [default: unix:/run/dpu-agent.sock]
+                         unix:PATH         a Unix socket (the agent's own, or
+                                           QEMU's chardev socket of a DPU VM's
+                                           virtio-serial port)
+                         vsock:CID:PORT    AF_VSOCK
+                         hvsock:PATH:PORT  vsock through a hybrid-vsock Unix
+                                           socket (vhost-device-vsock uds-path)
+                         serial:PATH       a virtio-serial port, /dev/vportNpM
+                       A bare path is a Unix socket.
     --netns NAME       Mirror the network namespace NAME (/run/netns/NAME)
                        instead of the current one
     --status PATH      Where to serve the status [default: /run/host-bridge.sock]
@@ -54,7 +62,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let cmd = args.next().unwrap_or_default();
     let (mut agent, mut netns, mut status_path, mut rcvbuf, mut json) = (
-        PathBuf::from("/run/dpu-agent.sock"),
+        host_bridge::Dial::Unix("/run/dpu-agent.sock".into()),
         None,
         PathBuf::from("/run/host-bridge.sock"),
         32usize << 20,
@@ -70,7 +78,7 @@ fn main() -> ExitCode {
             None => Err(format!("{n} needs a value")),
         };
         let r: Result<(), String> = match a.as_str() {
-            "--agent" => val("--agent").map(|v| agent = v.into()),
+            "--agent" => val("--agent").and_then(|v| v.parse().map(|v| agent = v)),
             "--netns" => val("--netns").map(|v| netns = Some(v)),
             "--status" => val("--status").map(|v| status_path = v.into()),
             "--rcvbuf" => val("--rcvbuf")

@@ -20,7 +20,6 @@ use dpu_wire::*;
 use host_bridge::AgentLink;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::OpenOptions;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -187,14 +186,14 @@ impl RunningAgent {
     }
 
     /// A new connection (no hello yet).
-    pub fn connect(&self) -> AgentLink<UnixStream> {
+    pub fn connect(&self) -> AgentLink<host_bridge::Channel> {
         let mut l = AgentLink::connect_unix(&self.sock).expect("connect to the agent socket");
         l.timeout = Duration::from_secs(60);
         l
     }
 
     /// A new connection after a successful hello.
-    pub fn session(&self) -> AgentLink<UnixStream> {
+    pub fn session(&self) -> AgentLink<host_bridge::Channel> {
         let mut l = self.connect();
         let h = l.hello("qemu-tests").expect("hello");
         assert_eq!(h.board.as_str(), "qemu-virt");

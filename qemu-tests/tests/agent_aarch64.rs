@@ -32,10 +32,7 @@ fn udp53(in_ifindex: u32, sport: u16) -> Packet {
 }
 
 /// Snapshots the full topology on a fresh agent and checks the hardware.
-fn snapshot_topology(
-    agent: &RunningAgent,
-    link: &mut host_bridge::AgentLink<std::os::unix::net::UnixStream>,
-) -> Model {
+fn snapshot_topology(agent: &RunningAgent, link: &mut host_bridge::AgentLink<host_bridge::Channel>) -> Model {
     let ops = topology();
     let model = Model::new(&ops);
     let (r, _) = link.snapshot(1, &ops).expect("snapshot");
@@ -458,9 +455,15 @@ fn hostile_bytes_neither_crash_nor_grow() {
     const WARMUP: usize = 2 << 20;
     let mut agent = RunningAgent::start();
     let mut link = agent.session();
-    let mut w = link.stream().try_clone().expect("clone the socket for writing");
-    let mut r = link.stream().try_clone().expect("clone the socket for reading");
-    r.set_read_timeout(None).expect("clear the read timeout");
+    // Plain blocking handles on the link's socket (the link itself is
+    // non-blocking; it is not used until this session is over).
+    use std::os::fd::AsFd;
+    let base = std::os::unix::net::UnixStream::from(
+        link.stream().as_fd().try_clone_to_owned().expect("duplicate the socket"),
+    );
+    base.set_nonblocking(false).expect("blocking");
+    let mut w = base.try_clone().expect("clone the socket for writing");
+    let mut r = base.try_clone().expect("clone the socket for reading");
 
     // Drains the agent's answers so it never blocks writing them.
     let (tx, rx) = mpsc::channel::<AgentEvent>();

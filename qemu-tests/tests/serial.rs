@@ -4,55 +4,11 @@
 
 use dpu_hw::{reader, Region};
 use dpu_wire::*;
-use host_bridge::agent_link::Transport;
-use host_bridge::AgentLink;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use host_bridge::{AgentLink, Channel};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use qemu_tests::{agent_bin, QEMU};
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// The pty master as a link transport: reads wait with poll.
-struct PtyMaster {
-    file: File,
-    timeout: Option<Duration>,
-}
-
-impl Read for PtyMaster {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let ms = self.timeout.map(|t| t.as_millis().min(60_000) as u16).unwrap_or(60_000);
-        let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(ms))? == 0 {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.file.read(buf)
-    }
-}
-
-impl Write for PtyMaster {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsFd for PtyMaster {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.file.as_fd()
-    }
-}
-
-impl Transport for PtyMaster {
-    fn set_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.timeout = t;
-        Ok(())
-    }
-}
 
 #[test]
 fn serial_port_carries_a_session() {
@@ -77,7 +33,7 @@ fn serial_port_carries_a_session() {
         .spawn()
         .expect("spawn the agent");
 
-    let mut link = AgentLink::new(PtyMaster { file: File::from(pty.master), timeout: None });
+    let mut link = AgentLink::new(Channel::from_fd(pty.master).expect("the pty master as a channel"));
     link.timeout = Duration::from_secs(30);
     let hello = link.hello("serial test").expect("hello over the serial port");
     assert_eq!(hello.board.as_str(), "qemu-virt");
@@ -118,7 +74,7 @@ fn serial_port_carries_a_session() {
     let _ = child.kill();
     let out = child.wait_with_output().expect("agent output");
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains(&format!("opened {}", slave_path.display())), "log:\n{log}");
+    assert!(log.contains(&format!("opened serial:{}", slave_path.display())), "log:\n{log}");
     drop(pty.slave);
     std::fs::remove_dir_all(&dir).ok();
 }

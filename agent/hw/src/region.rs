@@ -46,30 +46,84 @@ fn invalid(msg: String) -> io::Error {
 }
 
 impl Region {
-    /// Maps the region file at `path` for `layout`, as firmware does at
-    /// start-up. If the file already holds a region with the same layout,
-    /// its contents are kept (a warm start: the hardware kept forwarding
-    /// while the agent was away) and `true` is returned; otherwise it is
-    /// resized and formatted empty, and `false` is returned.
-    pub fn create(path: &Path, layout: &Layout) -> io::Result<(Region, bool)> {
+    /// Maps the hardware region at `path` for `layout`, as firmware does at
+    /// start-up, and says whether it was a warm start (`true`: the region
+    /// already held this board's layout and its entries are kept, since the
+    /// hardware kept forwarding while the agent was away).
+    ///
+    /// `path` is either a device (a PCI BAR's sysfs `resource` file, a
+    /// board memory file) or a development file. An existing one is never
+    /// resized: it must be at least the layout's size, and only its first
+    /// bytes are used. What it holds decides the rest (docs/HARDWARE.md,
+    /// "Formatting"):
+    ///
+    /// * this board's layout: kept (warm start), unless `format`;
+    /// * a blank header (all zero, as a device comes up): formatted;
+    /// * anything else (another board, another layout version, garbage):
+    ///   refused, since it is not ours to erase, unless `format`.
+    ///
+    /// A path that does not exist is created at the layout's size and
+    /// formatted.
+    pub fn create(path: &Path, layout: &Layout, format: bool) -> io::Result<(Region, bool)> {
         let (descs, total) = layout.tables();
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        let existing = file.metadata()?.len();
-        if existing == total as u64 {
-            let mut region = Self::map(&file, total)?;
-            if let Ok((found, board)) = region.parse_header() {
-                if found == descs && board == layout.board {
+        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
+            Ok(f) => {
+                f.set_len(total as u64)?;
+                let mut region = Self::map(&f, total)?;
+                region.format(layout);
+                return Ok((region, false));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                OpenOptions::new().read(true).write(true).open(path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let size = file.metadata()?.len();
+        if size < total as u64 {
+            return Err(invalid(format!(
+                "{}: {size} bytes, smaller than board {}'s layout ({total} bytes); \
+                 an existing region is never resized",
+                path.display(),
+                layout.board
+            )));
+        }
+        let mut region = Self::map(&file, total)?;
+        if !format {
+            if region.is_blank() {
+                region.format(layout);
+                return Ok((region, false));
+            }
+            match region.parse_header() {
+                Ok((found, board)) if found == descs && board == layout.board => {
                     region.descs = descs;
                     region.board = board;
                     return Ok((region, true));
                 }
+                Ok((_, board)) => {
+                    return Err(invalid(format!(
+                        "{}: holds board {board:?}'s layout, not board {:?}'s; not erasing it \
+                         (--cold formats it)",
+                        path.display(),
+                        layout.board
+                    )))
+                }
+                Err(e) => {
+                    return Err(invalid(format!(
+                        "{}: neither blank nor a DPU region ({e}); not erasing it (--cold formats it)",
+                        path.display()
+                    )))
+                }
             }
         }
-        file.set_len(0)?;
-        file.set_len(total as u64)?;
-        let mut region = Self::map(&file, total)?;
         region.format(layout);
         Ok((region, false))
+    }
+
+    /// True if the header is all zero: a device that was never formatted.
+    fn is_blank(&self) -> bool {
+        let mut h = [0u8; HEADER_SIZE];
+        self.read(0, &mut h);
+        h.iter().all(|&b| b == 0)
     }
 
     /// Maps an existing region file for reading and lookups, trusting
@@ -120,14 +174,21 @@ impl Region {
         Ok(Region { ptr: ptr.cast(), len, descs: empty, board: String::new() })
     }
 
+    /// Formats the region in place (docs/HARDWARE.md, "Formatting"): the
+    /// magic goes first to zero and last to its value, so a format cut
+    /// short leaves a region that is neither blank nor formatted, which a
+    /// later start refuses rather than trusts.
     fn format(&mut self, layout: &Layout) {
         let (descs, total) = layout.tables();
-        // A fresh mapping of a truncated file is zero; clear anyway in case
-        // the caller reuses a mapping.
-        for off in (0..HEADER_SIZE).step_by(8) {
-            self.write(off, &[0u8; 8]);
+        self.write(0, &[0xffu8; 8]);
+        // Every entry invalid, every counter and register zero.
+        let zero = [0u8; 4096];
+        let mut off = 8;
+        while off < total {
+            let n = (total - off).min(zero.len());
+            self.write(off, &zero[..n]);
+            off += n;
         }
-        self.write(0, &MAGIC);
         self.write(8, &LAYOUT_VERSION.to_le_bytes());
         self.write(12, &(TableId::COUNT as u32).to_le_bytes());
         let mut name = [0u8; 32];
@@ -144,6 +205,8 @@ impl Region {
             self.write(o + 16, &(d.entries_off as u64).to_le_bytes());
             self.write(o + 24, &(d.counters_off as u64).to_le_bytes());
         }
+        std::sync::atomic::fence(Ordering::Release);
+        self.write(0, &MAGIC);
         self.descs = descs;
         self.board = layout.board.clone();
     }
@@ -312,11 +375,12 @@ mod tests {
     fn create_formats_then_warm_starts() {
         let dir = std::env::temp_dir().join(format!("dpu-hw-region-{}", std::process::id()));
         let l = layout("unit");
-        let (r, warm) = Region::create(&dir, &l).expect("create");
+        std::fs::remove_file(&dir).ok();
+        let (r, warm) = Region::create(&dir, &l, false).expect("create");
         assert!(!warm);
         r.write(r.entry_off(TableId::Fdb, 2), &[1, 9, 9]);
         drop(r);
-        let (r, warm) = Region::create(&dir, &l).expect("reopen");
+        let (r, warm) = Region::create(&dir, &l, false).expect("reopen");
         assert!(warm, "same layout keeps the contents");
         assert!(r.is_valid(TableId::Fdb, 2));
         drop(r);
@@ -324,10 +388,44 @@ mod tests {
         assert_eq!(r.board(), "unit");
         assert!(r.is_valid(TableId::Fdb, 2));
         drop(r);
-        let (r, warm) = Region::create(&dir, &layout("other")).expect("reformat");
-        assert!(!warm, "a different board reformats");
+        let e = Region::create(&dir, &layout("other"), false).err().expect("another board's region");
+        assert!(e.to_string().contains("not erasing"), "{e}");
+        let (r, warm) = Region::create(&dir, &layout("other"), true).expect("--cold formats");
+        assert!(!warm);
         assert!(!r.is_valid(TableId::Fdb, 2));
         std::fs::remove_file(&dir).ok();
+    }
+
+    #[test]
+    fn a_device_is_never_resized_and_formatted_only_when_blank() {
+        let p = std::env::temp_dir().join(format!("dpu-hw-device-{}", std::process::id()));
+        let l = layout("dev");
+        let total = l.tables().1;
+        // A blank device larger than the layout: formatted in place, same size.
+        std::fs::write(&p, vec![0u8; total + 8192]).expect("write");
+        let (r, warm) = Region::create(&p, &l, false).expect("blank device");
+        assert!(!warm);
+        assert_eq!(r.len(), total);
+        r.write(r.entry_off(TableId::Fdb, 1), &[1, 7]);
+        drop(r);
+        assert_eq!(std::fs::metadata(&p).expect("meta").len(), (total + 8192) as u64);
+        let (r, warm) = Region::create(&p, &l, false).expect("warm");
+        assert!(warm && r.is_valid(TableId::Fdb, 1));
+        drop(r);
+        let r = Region::open(&p).expect("the reader maps the whole device");
+        assert_eq!(r.board(), "dev");
+        drop(r);
+        // Garbage is refused and left alone.
+        std::fs::write(&p, vec![0x5au8; total]).expect("write");
+        let e = Region::create(&p, &l, false).err().expect("garbage");
+        assert!(e.to_string().contains("neither blank"), "{e}");
+        assert!(std::fs::read(&p).expect("read").iter().all(|&b| b == 0x5a));
+        // Too small: refused, not grown.
+        std::fs::write(&p, vec![0u8; total - 64]).expect("write");
+        let e = Region::create(&p, &l, true).err().expect("small");
+        assert!(e.to_string().contains("never resized"), "{e}");
+        assert_eq!(std::fs::metadata(&p).expect("meta").len(), (total - 64) as u64);
+        std::fs::remove_file(&p).ok();
     }
 
     #[test]
@@ -337,7 +435,8 @@ mod tests {
         assert!(Region::open(&p).is_err());
         // A valid header whose table points past the end.
         let l = layout("x");
-        let (r, _) = Region::create(&p, &l).expect("create");
+        std::fs::remove_file(&p).ok();
+        let (r, _) = Region::create(&p, &l, false).expect("create");
         r.write(DESC_OFFSET + 16, &(1u64 << 40).to_le_bytes());
         drop(r);
         let e = Region::open(&p).err().expect("must fail");

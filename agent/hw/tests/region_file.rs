@@ -81,7 +81,7 @@ fn packet() -> Packet {
 #[test]
 fn second_mapping_sees_entries_and_counters() {
     let f = TempFile::new("shared");
-    let (region, warm) = Region::create(&f.0, &layout("shared")).expect("create");
+    let (region, warm) = Region::create(&f.0, &layout("shared"), false).expect("create");
     assert!(!warm, "a new file is formatted");
     let mut hal = MmioHal::new(region);
     program(&mut hal);
@@ -145,12 +145,12 @@ fn warm_start_keeps_entries_and_counters() {
     let f = TempFile::new("warm");
     let l = layout("warm");
     {
-        let (region, _) = Region::create(&f.0, &l).expect("create");
+        let (region, _) = Region::create(&f.0, &l, false).expect("create");
         let mut hal = MmioHal::new(region);
         program(&mut hal);
         process(hal.region(), &packet());
     }
-    let (region, warm) = Region::create(&f.0, &l).expect("re-create");
+    let (region, warm) = Region::create(&f.0, &l, false).expect("re-create");
     assert!(warm, "same layout: contents kept");
     let t = reader::read(&region);
     assert_eq!(t.routes.len(), 1);
@@ -158,10 +158,13 @@ fn warm_start_keeps_entries_and_counters() {
     assert_eq!(t.stats(TableId::Route4).writes, 1);
     drop(region);
 
-    // A different layout reformats.
+    // A different layout is refused, and formatted only when asked (--cold).
     let mut l2 = l.clone();
     l2.capacity[TableId::Route4 as usize] = 32;
-    let (region, warm) = Region::create(&f.0, &l2).expect("reformat");
+    assert!(Region::create(&f.0, &l2, false).is_err(), "another layout is not erased");
+    assert!(Region::create(&f.0, &l2, true).is_err(), "nor resized when formatting");
+    std::fs::remove_file(&f.0).expect("remove");
+    let (region, warm) = Region::create(&f.0, &l2, false).expect("a new file");
     assert!(!warm);
     let t = reader::read(&region);
     assert!(t.routes.is_empty() && t.ports.is_empty());
@@ -175,7 +178,9 @@ fn open_rejects_missing_and_truncated_files() {
     assert!(Region::open(&f.0).is_err(), "missing");
     std::fs::write(&f.0, [0u8; 100]).expect("write");
     assert!(Region::open(&f.0).is_err(), "smaller than a header");
-    let (region, _) = Region::create(&f.0, &layout("x")).expect("create");
+    assert!(Region::create(&f.0, &layout("x"), true).is_err(), "never resized");
+    std::fs::remove_file(&f.0).expect("remove");
+    let (region, _) = Region::create(&f.0, &layout("x"), false).expect("create");
     let len = region.len();
     drop(region);
     // Cut the tables off: the header now points past the end.
@@ -192,7 +197,7 @@ fn open_rejects_missing_and_truncated_files() {
 #[test]
 fn bump_counts_on_every_flow_entry() {
     let f = TempFile::new("bump");
-    let (region, _) = Region::create(&f.0, &layout("bump")).expect("create");
+    let (region, _) = Region::create(&f.0, &layout("bump"), false).expect("create");
     let mut hal = MmioHal::new(region);
     for (slot, cookie) in [(2u32, 7u64), (9, 8)] {
         let e = FlowEntry {

@@ -143,6 +143,9 @@ pub enum ErrorCode {
     NoHello,
     /// Snapshot end without a matching begin.
     BadSnapshot,
+    /// Another host session owns the agent (protocol 1.1): this connection
+    /// is refused and closed; the session that owns it goes on.
+    Busy,
 }
 
 /// One refused update in a [`AgentMsg::Results`] frame.
