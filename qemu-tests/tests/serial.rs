@@ -71,10 +71,16 @@ fn serial_port_carries_a_session() {
         .iter()
         .all(|r| tables.resolve(&r.entry)[0].gateway == Some(Ip::V4([192, 0, 2, 1]))));
 
+    // The host goes away: the agent ends the session and waits quietly,
+    // a line or two, not a line per retry.
+    drop(link);
+    std::thread::sleep(Duration::from_secs(3));
     let _ = child.kill();
     let out = child.wait_with_output().expect("agent output");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains(&format!("opened serial:{}", slave_path.display())), "log:\n{log}");
+    let after = &log[log.find("snapshot 1 done").expect("snapshot logged")..];
+    assert!(after.lines().count() <= 6, "the agent is not quiet without a host:\n{after}");
     drop(pty.slave);
     std::fs::remove_dir_all(&dir).ok();
 }
