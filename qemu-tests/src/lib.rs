@@ -11,6 +11,7 @@
 //! * Wire helpers for hostile input: [`cobs_encode`], [`raw_frame`],
 //!   [`host_frame`], and a small deterministic [`Rng`].
 
+pub mod dpu_vm;
 pub mod kernel_view;
 
 use dpu_hw::layout::{port_kind, route_action};
