@@ -225,6 +225,8 @@ mv "$work/dpu-image-$board.tar" "$work/manifest.json" "$work/Image.gz" "$work/in
 	"$work/cmdline" "$tmp/"
 rm -rf "$out"
 mv "$tmp" "$out"
+# Keep the three newest images of this board (each is ~22 MB).
+ls -dt "$CACHE/$board"-* 2>/dev/null | grep -v '\.tmp\.' | tail -n +4 | xargs -r rm -rf
 size=$(stat -c %s "$out/dpu-image-$board.tar")
 log "built $out in $(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)") s:" \
 	"dpu-image-$board.tar $size bytes ($((size / 1024)) KiB)"

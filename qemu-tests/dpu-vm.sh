@@ -15,9 +15,14 @@
 #              (host-bridge --agent unix:PATH) connects to it
 #   --serial-connect PATH  instead, QEMU connects to PATH (a peer QEMU's
 #              chardev socket: the two-VM link)
-#   --vsock-sock PATH  a vhost-user-vsock device over vhost-device-vsock's
-#              socket PATH (guest memory becomes a shared memfd)
-#   --cid N    the guest CID for --vsock-sock (default 3)
+#   --vsock    a vsock device: vhost-device-vsock (qemu-tests/setup-vsock.sh)
+#              started for this VM, a host process reaching the guest
+#              through RUN_DIR/vsock.uds (host-bridge --agent
+#              hvsock:RUN_DIR/vsock.uds:PORT); guest memory becomes a
+#              shared memfd, as vhost-user needs
+#   --vsock-sock PATH  instead, a vhost-user-vsock device over an already
+#              running vhost-device-vsock's socket PATH (sibling VMs)
+#   --cid N    the guest CID for --vsock (default 3)
 #   --cpus N   (default 1)   --memory SIZE (default 256M)
 #   --append ARGS  more kernel command line (e.g. dpu.cold=1)
 #   --foreground   run QEMU in the foreground (default: daemonised; the
@@ -27,16 +32,17 @@
 #              "listening" line) and print the seconds since QEMU started
 #   --timeout SEC  for --wait-for (default 60)
 #
-# Stop it with: kill $(cat RUN_DIR/qemu.pid)
+# Stop it with: kill $(cat RUN_DIR/qemu.pid) (and RUN_DIR/vsock.pid)
 set -euo pipefail
 
-serial_sock= serial_connect= vsock_sock= cid=3 cpus=1 memory=256M append= fg=0
+serial_sock= serial_connect= vsock=0 vsock_sock= cid=3 cpus=1 memory=256M append= fg=0
 wait_re='(opened serial:|listening on)'
 timeout_s=60
 while [ $# -gt 0 ]; do
 	case $1 in
 	--serial-sock) serial_sock=$2; shift 2 ;;
 	--serial-connect) serial_connect=$2; shift 2 ;;
+	--vsock) vsock=1; shift ;;
 	--vsock-sock) vsock_sock=$2; shift 2 ;;
 	--cid) cid=$2; shift 2 ;;
 	--cpus) cpus=$2; shift 2 ;;
@@ -67,7 +73,20 @@ port_name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cha
 # The board's memory: blank (zero) the first time; the agent formats it.
 [ -f "$run/board.mem" ] || truncate -s "${size_mib}M" "$run/board.mem"
 
-args=(-M virt -cpu cortex-a57 -smp "$cpus" -m "$memory" -display none -no-reboot
+machine=virt
+if [ $vsock = 1 ]; then
+	backend=$(bash "$(dirname "$0")/setup-vsock.sh")
+	if ! kill -0 "$(cat "$run/vsock.pid" 2>/dev/null)" 2>/dev/null; then
+		rm -f "$run/vhost-vsock.sock" "$run/vsock.uds"
+		"$backend" --guest-cid "$cid" --socket "$run/vhost-vsock.sock" --uds-path "$run/vsock.uds" \
+			>>"$run/vsock.log" 2>&1 </dev/null &
+		echo $! >"$run/vsock.pid"
+		for _ in $(seq 100); do [ -S "$run/vhost-vsock.sock" ] && break; sleep 0.05; done
+	fi
+	vsock_sock=$run/vhost-vsock.sock
+fi
+[ -z "$vsock_sock" ] || machine=virt,memory-backend=mem
+args=(-M "$machine" -cpu cortex-a57 -smp "$cpus" -m "$memory" -display none -no-reboot
 	-kernel "$img/Image.gz" -initrd "$img/initramfs.cpio.gz"
 	-append "$(cat "$img/cmdline") $append"
 	-object "memory-backend-file,id=hwmem,mem-path=$run/board.mem,size=${size_mib}M,share=on"
@@ -82,7 +101,7 @@ else
 fi
 args+=(-device "virtserialport,bus=vser.0,chardev=agentport,name=$port_name")
 if [ -n "$vsock_sock" ]; then
-	args+=(-object "memory-backend-memfd,id=mem,size=$memory,share=on" -machine memory-backend=mem
+	args+=(-object "memory-backend-memfd,id=mem,size=$memory,share=on"
 		-chardev "socket,id=vsockdev,path=$vsock_sock"
 		-device "vhost-user-vsock-pci,chardev=vsockdev")
 fi

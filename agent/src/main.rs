@@ -34,6 +34,8 @@ OPTIONS:
     --stats-interval MS    Period of stats frames to the host; 0 sends stats only on
                            request [default: the board's stats_interval_ms]
     --tick MS              Housekeeping period: how often stats are due-checked [default: 100]
+    --vsock-host-cid CID   The only vsock CID a host session may come from [default: the
+                           board's channel.vsock_host_cid]
     --session-timeout MS   A session with no frame from the host for this long is over,
                            and another host may take the agent [default: 5000]
     --board                Print the board this agent was built for and exit
@@ -47,6 +49,7 @@ next session and its snapshot. Logs are plain lines on stderr.
 struct Opts {
     listen: Vec<Endpoint>,
     session_timeout_ms: u64,
+    vsock_host_cid: u32,
     hw: PathBuf,
     cold: bool,
     stats_interval_ms: u32,
@@ -62,6 +65,7 @@ fn parse() -> Result<Parsed, String> {
     let mut o = Opts {
         listen: Vec::new(),
         session_timeout_ms: 5000,
+        vsock_host_cid: board::VSOCK_HOST_CID,
         hw: PathBuf::from(format!("/dev/shm/dpu-hw-{}", board::NAME)),
         cold: false,
         stats_interval_ms: board::STATS_INTERVAL_MS,
@@ -72,6 +76,10 @@ fn parse() -> Result<Parsed, String> {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--listen" => o.listen.push(value("--listen")?.parse()?),
+            "--vsock-host-cid" => {
+                o.vsock_host_cid =
+                    value("--vsock-host-cid")?.parse().map_err(|_| "--vsock-host-cid: not a number")?
+            }
             "--session-timeout" => {
                 o.session_timeout_ms =
                     value("--session-timeout")?.parse().map_err(|_| "--session-timeout: not a number")?;
@@ -172,7 +180,7 @@ fn main() -> ExitCode {
     let cfg = ServeConfig {
         tick: Duration::from_millis(o.tick_ms),
         session_timeout: Duration::from_millis(o.session_timeout_ms),
-        vsock_host_cid: board::VSOCK_HOST_CID,
+        vsock_host_cid: o.vsock_host_cid,
     };
     if let Err(e) = serve(&mut agent, &o.listen, &cfg) {
         error!("{e}");

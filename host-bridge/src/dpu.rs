@@ -60,6 +60,9 @@ const PRUNE: Duration = Duration::from_secs(10);
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
 
+/// How long the agent has to answer the hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A heartbeat goes to the agent after this long without other traffic.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -100,8 +103,12 @@ fn session(
         drop(shared.wake.wait_while(m, |m| !m.ready).unwrap_or_else(|p| p.into_inner()));
     }
     let mut link: AgentLink<Channel> = AgentLink::dial(agent)?;
-    link.timeout = Duration::from_secs(60);
+    // A short wait for the hello's answer: on a virtio-serial port the
+    // hello is lost if no agent had the port open when it arrived (the
+    // DPU still booting); the next attempt sends another.
+    link.timeout = HELLO_TIMEOUT;
     let hello = link.hello(concat!("host-bridge ", env!("CARGO_PKG_VERSION")))?;
+    link.timeout = Duration::from_secs(60);
     crate::log!(
         "agent connected: board {} protocol {}.{}",
         hello.board,

@@ -89,6 +89,21 @@ impl DpuVm {
         self.running = false;
     }
 
+    /// A session over vsock (the VM booted with `--vsock`), through the
+    /// backend's hybrid-vsock Unix socket, after hello.
+    pub fn vsock_session(&self, port: u32) -> Result<AgentLink<Channel>, host_bridge::LinkError> {
+        let mut l = AgentLink::dial(&Dial::HybridVsock { path: self.run.join("vsock.uds"), port })?;
+        l.timeout = Duration::from_secs(60);
+        l.hello("qemu-tests vsock")?;
+        Ok(l)
+    }
+
+    /// One VM at a time per test binary: under TCG they share two cores.
+    pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ONE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn serial_sock(&self) -> PathBuf {
         self.run.join("serial.sock")
     }
@@ -130,6 +145,9 @@ impl Drop for DpuVm {
     fn drop(&mut self) {
         if self.running {
             self.kill();
+        }
+        if let Ok(pid) = std::fs::read_to_string(self.run.join("vsock.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
         }
         if !std::thread::panicking() && std::env::var_os("QEMU_TESTS_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.run);

@@ -436,3 +436,56 @@ pub fn hw_flows(hw: &reader::HwTables) -> BTreeSet<FlowRow> {
     }
     out
 }
+
+/// The kernel's or the hardware's state in the comparable form, whole:
+/// routes, neighbours, FDB, VLANs and flows. It travels as JSON when the
+/// kernel and the hardware are on different machines (the two-VM system
+/// test compares the host VM's kernel with the DPU's memory outside both).
+pub type View = (
+    BTreeSet<RouteRow>,
+    BTreeSet<(String, String)>,
+    BTreeSet<(u32, String, u16)>,
+    BTreeSet<(u32, u16, bool, bool)>,
+    BTreeSet<FlowRow>,
+);
+
+pub fn kernel_view(ns: &str) -> View {
+    (kernel_routes(ns), kernel_neighbours(ns), kernel_fdb(ns), kernel_vlans(ns), kernel_flows(ns))
+}
+
+pub fn hw_view(hw: &reader::HwTables) -> View {
+    (hw_routes(hw), hw_neighbours(hw), hw_fdb(hw), hw_vlans(hw), hw_flows(hw))
+}
+
+fn diff_set<T: Ord + std::fmt::Debug>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>, out: &mut String) {
+    for x in want.difference(got) {
+        out.push_str(&format!("{what} missing from the DPU: {x:?}\n"));
+    }
+    for x in got.difference(want) {
+        out.push_str(&format!("{what} on the DPU only: {x:?}\n"));
+    }
+}
+
+/// What differs between the kernel's view and the hardware's, a line per
+/// object; empty when they are equal.
+pub fn diff_views(kernel: &View, hw: &View) -> String {
+    let mut out = String::new();
+    diff_set("route", &kernel.0, &hw.0, &mut out);
+    diff_set("neighbour", &kernel.1, &hw.1, &mut out);
+    diff_set("fdb", &kernel.2, &hw.2, &mut out);
+    diff_set("vlan", &kernel.3, &hw.3, &mut out);
+    diff_set("flow", &kernel.4, &hw.4, &mut out);
+    out
+}
+
+/// A one-line summary of a view.
+pub fn view_summary(v: &View) -> String {
+    format!(
+        "{} routes, {} neighbours, {} fdb, {} vlans, {} flows",
+        v.0.len(),
+        v.1.len(),
+        v.2.len(),
+        v.3.len(),
+        v.4.len()
+    )
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn the_dpu_image_on_the_board() {
+    let _one = DpuVm::exclusive();
     let mut vm = DpuVm::new("e2e");
     let secs = vm.boot(&[]);
     eprintln!("boot to the agent waiting on its port: {secs:.2} s (TCG)");
@@ -116,4 +117,70 @@ fn the_dpu_image_on_the_board() {
     bad.boot(&["--append", "dpu.agent_args=--no-such-option", "--wait-for", "restarting in 1 s"]);
     assert!(bad.wait_console("restarting in 2 s", 1, Duration::from_secs(30)), "{}", bad.console());
     assert!(bad.console().contains("unknown option"), "{}", bad.console());
+}
+
+#[test]
+fn vsock_and_one_owner_across_channels() {
+    let _one = DpuVm::exclusive();
+    let mut vm = DpuVm::new("vsock");
+    let secs = vm.boot(&["--vsock", "--wait-for", "listening on vsock"]);
+    eprintln!("boot with vsock to the agent listening: {secs:.2} s (TCG)");
+    let mut link = vm.vsock_session(5000).expect("a session over vsock");
+    let ops = topology();
+    let model = Model::new(&ops);
+    let (r, _) = link.snapshot(1, &ops).expect("snapshot over vsock");
+    assert_all_ok(&r, ops.len());
+    model.check(&vm.hw());
+    assert!(vm.console().contains("session starts on vsock from CID 2"), "{}", vm.console());
+
+    // Update throughput over vsock: 20,000 route installs and deletes.
+    let routes: Vec<Op> = (0..1000u32)
+        .map(|i| Op::Upsert(route_nh(route_key(MAIN, ip4(100, 0, (i >> 8) as u8, i as u8), 32, 0), NH_P0)))
+        .collect();
+    let dels: Vec<Op> = routes.iter().map(|o| Op::Delete(o.key())).collect();
+    let start = Instant::now();
+    let mut n = 0;
+    for _ in 0..10 {
+        let present = vm.hw().stats(TableId::Route4).used as usize;
+        let fit = (1024 - present).min(routes.len());
+        assert_all_ok(&link.apply(&routes[..fit]).expect("installs over vsock"), fit);
+        assert_all_ok(&link.apply(&dels[..fit]).expect("deletes over vsock"), fit);
+        n += 2 * fit;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!("vsock: {n} updates in {secs:.2} s: {:.0} updates/s (TCG)", n as f64 / secs);
+    model.check(&vm.hw());
+
+    // One owner across channels: with the vsock session live, a host on
+    // the serial port is refused, and the vsock session goes on.
+    let mut other =
+        host_bridge::AgentLink::dial(&host_bridge::Dial::Unix(vm.serial_sock())).expect("dial serial");
+    other.timeout = Duration::from_secs(20);
+    match other.hello("second host") {
+        Err(host_bridge::LinkError::Agent { code: ErrorCode::Busy, text }) => {
+            assert!(text.contains("vsock"), "{text}")
+        }
+        r => panic!("expected Busy on the serial port, got {r:?}"),
+    }
+    assert!(vm.console().contains("refused a host connection on serial"), "{}", vm.console());
+    link.heartbeat().expect("the vsock session goes on");
+    drop(other);
+    drop(link);
+    vm.kill();
+
+    // Only the board's host CID may connect: with the agent told the host
+    // is CID 7, the host (CID 2) is refused.
+    vm.boot(&[
+        "--vsock",
+        "--wait-for",
+        "listening on vsock",
+        "--append",
+        "dpu.agent_args=--vsock-host-cid,7",
+    ]);
+    assert!(vm.vsock_session(5000).is_err(), "a session from CID 2 with host CID 7");
+    assert!(
+        vm.wait_console("refused a vsock connection from CID 2", 1, Duration::from_secs(10)),
+        "{}",
+        vm.console()
+    );
 }
