@@ -143,3 +143,23 @@ fn mass_refusal_through_a_stalling_channel_loses_nothing() {
     assert!(!log.contains("dropped"), "the agent dropped output; log:\n{log}");
     link.heartbeat().expect("the session is still fine");
 }
+
+#[test]
+fn a_resync_request_ends_a_batch_at_once() {
+    let agent = RunningAgent::start_with(&["--stats-interval", "0"]);
+    let mut link = agent.session();
+    link.timeout = Duration::from_secs(60);
+    // A corrupt frame (bad CRC): the agent drops it and asks for a resync.
+    link.send_raw(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x00]).expect("send a corrupt frame");
+    let ops: Vec<Op> = std::iter::once(nexthop()).chain((0..2000).map(route)).collect();
+    let start = Instant::now();
+    match link.apply(&ops) {
+        Err(LinkError::Resync(_)) => {}
+        other => panic!("expected the resync request to end the batch, got {other:?}"),
+    }
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(10), "the host waited {waited:?} for results");
+    // The snapshot that follows works.
+    let (r, _) = link.snapshot(1, &ops[..10]).expect("snapshot after the resync request");
+    assert_eq!((r.ok, r.failures.len()), (10, 0));
+}
