@@ -7,7 +7,12 @@
 # host-bridge and agent peak RSS, bytes per route, wire bytes per route and
 # events per second.
 #
-#   bash qemu-tests/bench-mirror.sh [V4_ROUTES] [V6_ROUTES] [native|qemu]
+#   bash qemu-tests/bench-mirror.sh [V4_ROUTES] [V6_ROUTES] [native|qemu|vm]
+#
+# native: the agent on this machine; qemu: the aarch64 agent under
+# qemu-aarch64-static; vm: the dpu-1m DPU image booted in
+# qemu-system-aarch64 (TCG, 1 vCPU, 1 GiB), host-bridge over its
+# virtio-serial port, the hardware read from the board's memory.
 set -euo pipefail
 n4=${1:-1000000}
 n6=${2:-200000}
@@ -19,10 +24,16 @@ echo "building (release, dpu-1m board)..." >&2
 DPU_BOARD=dpu-1m CARGO_TARGET_DIR=target/boards/dpu-1m cargo build --quiet --release -p dpu-agent --bins
 cargo build --quiet --release -p host-bridge -p dpu-hw --bins
 if [ "$mode" = qemu ]; then agent=(qemu-aarch64-static "$(bash cross/build-agent.sh dpu-1m)"); else agent=(target/boards/dpu-1m/release/dpu-agent); fi
+[ "$mode" = vm ] && image=$(bash cross/build-image.sh dpu-1m | tail -n 1)
 ns=hb-bench-$$
 work=$(mktemp -d)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true
+    [ -f "$work/dpu/qemu.pid" ] && kill "$(cat "$work/dpu/qemu.pid")" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
@@ -43,21 +54,30 @@ for i in range(n4):
 for i in range(n6):
     w(f"route add 2001:db8:{(i >> 16) + 1:x}:{i & 0xffff:x}::/64 nhid {101 + i % 16}\n")
 PY
-"${agent[@]}" --listen "unix:$work/agent.sock" --hw "$work/hw" --stats-interval 0 2>"$work/agent.log" &
-apid=$!; pids+=($apid)
-for _ in $(seq 200); do [ -S "$work/agent.sock" ] && break; sleep 0.05; done
-target/release/host-bridge run --netns "$ns" --agent "$work/agent.sock" --status "$work/status.sock" --rcvbuf $((256 << 20)) 2>"$work/hb.log" &
+if [ "$mode" = vm ]; then
+    bash qemu-tests/dpu-vm.sh --memory 1G --timeout 120 --append dpu.agent_args=--stats-interval,0 "$image" "$work/dpu" >&2
+    apid=$(cat "$work/dpu/qemu.pid")
+    hwfile=$work/dpu/board.mem
+    dial=unix:$work/dpu/serial.sock
+else
+    "${agent[@]}" --listen "unix:$work/agent.sock" --hw "$work/hw" --stats-interval 0 2>"$work/agent.log" &
+    apid=$!; pids+=($apid)
+    for _ in $(seq 200); do [ -S "$work/agent.sock" ] && break; sleep 0.05; done
+    hwfile=$work/hw
+    dial=unix:$work/agent.sock
+fi
+target/release/host-bridge run --netns "$ns" --agent "$dial" --status "$work/status.sock" --rcvbuf $((256 << 20)) 2>"$work/hb.log" &
 hpid=$!; pids+=($hpid)
-for _ in $(seq 200); do grep -q "snapshot 1:" "$work/hb.log" 2>/dev/null && break; sleep 0.05; done
-base4=$(target/release/dpu-hw usage "$work/hw" | awk '$1=="route4"{print $2}')
-base6=$(target/release/dpu-hw usage "$work/hw" | awk '$1=="route6"{print $2}')
+for _ in $(seq 1200); do grep -q "snapshot 1:" "$work/hb.log" 2>/dev/null && break; sleep 0.05; done
+base4=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route4"{print $2}')
+base6=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route6"{print $2}')
 rss_idle=$(awk '/VmRSS/{print $2}' /proc/$hpid/status)
 echo "installing $n4 IPv4 + $n6 IPv6 routes with ip -batch..." >&2
 t0=$(date +%s.%N)
 ip -n "$ns" -batch "$work/batch"
 t1=$(date +%s.%N)
 while :; do
-    read -r u4 u6 < <(target/release/dpu-hw usage "$work/hw" | awk '$1=="route4"{a=$2} $1=="route6"{b=$2} END{print a, b}')
+    read -r u4 u6 < <(target/release/dpu-hw usage "$hwfile" | awk '$1=="route4"{a=$2} $1=="route6"{b=$2} END{print a, b}')
     [ "$u4" -ge $((base4 + n4)) ] && [ "$u6" -ge $((base6 + n6)) ] && break
     sleep 0.05
 done
@@ -77,7 +97,7 @@ print(f'kernel install          {t1 - t0:8.2f} s  ({n / (t1 - t0):,.0f} routes/s
 print(f'DPU holds all           {t2 - t0:8.2f} s  after the batch started')
 print(f'ratio                   {(t2 - t0) / (t1 - t0):8.2f}  (target <= 1.2)')
 print(f'host-bridge peak RSS    {hb / 1024:8.1f} MiB, {(hb - idle) * 1024 / n:.0f} bytes/route above idle (target <= 200)')
-print(f'agent peak RSS          {ag / 1024:8.1f} MiB')
+print(f'agent peak RSS          {ag / 1024:8.1f} MiB' + (' (the DPU VM: QEMU with 1 GiB of guest RAM)' if '$mode' == 'vm' else ''))
 print(f'wire bytes/route        {d[\"wire_bytes\"] / n:8.2f}  (all frames; target <= 24 per IPv4 update)')
 print(f'events                  {c[\"events\"]} ({c[\"events\"] / (t2 - t0):,.0f}/s), overflows {c[\"overflows\"]}, resyncs {c[\"resyncs\"]}, collapsed {c[\"collapsed\"]}')
 "

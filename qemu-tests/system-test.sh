@@ -5,7 +5,12 @@
 #   bash qemu-tests/system-test.sh           the test (run by qemu-tests/run.sh)
 #   bash qemu-tests/system-test.sh --bench   figures instead: latency from
 #       ip route add in the host VM to the DPU hardware (p50, p99 over
-#       1,000 adds) and update throughput over virtio-serial between the VMs
+#       1,000 adds) and update throughput, over virtio-serial and over
+#       vsock between the VMs
+#
+# It runs twice: over virtio-serial (host VM boots "first" and "second"),
+# then over vsock between the two VMs (vhost-device-vsock in its
+# sibling-VM mode: host VM CID 3, DPU VM CID 4; host VM boot "vsock").
 #
 #  - host VM: the test kernel (bpf/kernel/build.sh: netdevsim and the
 #    struct_ops series) under virtme-ng, running qemu-tests/vm/system.sh:
@@ -26,48 +31,82 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-phases="first second"
-[ "${1:-}" = --bench ] && phases=bench
 t0=$(date +%s)
 kernel=$(bash bpf/kernel/build.sh | tail -n 1)
 image=$(bash cross/build-image.sh qemu-virt | tail -n 1)
 cargo build --quiet --locked -p dpu-hw -p host-bridge -p qemu-tests --bins
-run=$(mktemp -d /tmp/dpu-system.XXXXXX)
-echo "system-test: kernel $kernel, image $image, run dir $run ($(( $(date +%s) - t0 )) s)"
-
-target/debug/system-ctl "$run" "$image" 2>"$run/system-ctl.log" &
-ctl_pid=$!
+vsock_bin=$(bash qemu-tests/setup-vsock.sh)
+echo "system-test: kernel $kernel, image $image ($(( $(date +%s) - t0 )) s)"
+rc=0
+ctl_pid=
 cleanup() {
-	kill $ctl_pid 2>/dev/null || true
-	[ -f "$run/dpu/qemu.pid" ] && kill -9 "$(cat "$run/dpu/qemu.pid")" 2>/dev/null || true
+	[ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null
+	for r in /tmp/dpu-system.$$.*; do
+		[ -f "$r/dpu/qemu.pid" ] && kill -9 "$(cat "$r/dpu/qemu.pid")" 2>/dev/null
+		[ -f "$r/vsock.pid" ] && kill "$(cat "$r/vsock.pid")" 2>/dev/null
+	done
+	return 0
 }
 trap cleanup EXIT
-for _ in $(seq 600); do
-	grep -q "DPU VM: dpu-vm: up" "$run/system-ctl.log" 2>/dev/null && break
-	kill -0 $ctl_pid 2>/dev/null || { cat "$run/system-ctl.log"; exit 1; }
-	sleep 0.1
-done
-grep "DPU VM" "$run/system-ctl.log"
 
-qemu_opts=(
-	--vng-arg "--qemu-opts=-device virtio-serial-pci,id=dpuser"
-	--vng-arg "--qemu-opts=-chardev socket,id=dpulink,path=$run/host-serial.sock,server=on,wait=off"
-	--vng-arg "--qemu-opts=-device virtserialport,bus=dpuser.0,chardev=dpulink,name=org.dpu.agent.0"
-	--vng-arg "--qemu-opts=-chardev socket,id=dpuctl,path=$run/ctl.sock,server=on,wait=off"
-	--vng-arg "--qemu-opts=-device virtserialport,bus=dpuser.0,chardev=dpuctl,name=org.dpu.test.ctl"
-)
-rc=0
-for phase in $phases; do
-	echo "system-test: host VM boot ($phase)"
-	# Through a pipe, as vm-tests.sh does.
-	if ! bash bpf/vm/run.sh --kernel "$kernel" --name host-vm --out "$run/host-$phase" \
-		"${qemu_opts[@]}" qemu-tests/vm/system.sh "$phase" 2>&1 | cat; then
-		rc=1
+# system RUN_NAME PHASES [--vsock]: one DPU VM and its controller, one host
+# VM boot per phase.
+system() {
+	local name=$1 phases=$2 mode=${3:-}
+	local run=/tmp/dpu-system.$$.$name
+	mkdir -p "$run"
+	local ctl_args=("$run" "$image")
+	local opts=(
+		--vng-arg "--qemu-opts=-device virtio-serial-pci,id=dpuser"
+		--vng-arg "--qemu-opts=-chardev socket,id=dpulink,path=$run/host-serial.sock,server=on,wait=off"
+		--vng-arg "--qemu-opts=-device virtserialport,bus=dpuser.0,chardev=dpulink,name=org.dpu.agent.0"
+		--vng-arg "--qemu-opts=-chardev socket,id=dpuctl,path=$run/ctl.sock,server=on,wait=off"
+		--vng-arg "--qemu-opts=-device virtserialport,bus=dpuser.0,chardev=dpuctl,name=org.dpu.test.ctl"
+	)
+	if [ "$mode" = --vsock ]; then
+		ctl_args+=(--vsock "$vsock_bin")
+		# vhost-user needs the guest's memory shared: a memfd, as big as -m.
+		opts+=(--memory 1G
+			--vng-arg "--qemu-opts=-object memory-backend-memfd,id=hostmem,size=1G,share=on"
+			--vng-arg "--qemu-opts=-machine memory-backend=hostmem"
+			--vng-arg "--qemu-opts=-chardev socket,id=vsockdev,path=$run/vhost-host.sock"
+			--vng-arg "--qemu-opts=-device vhost-user-vsock-pci,chardev=vsockdev")
 	fi
-done
-echo "system-test: system-ctl log:"
-sed 's/^/  /' "$run/system-ctl.log"
-echo "system-test: DPU console (last lines):"
-tail -n 15 "$run/dpu/console.log" | sed 's/^/  /'
+	target/debug/system-ctl "${ctl_args[@]}" 2>"$run/system-ctl.log" &
+	ctl_pid=$!
+	for _ in $(seq 600); do
+		grep -q "DPU VM: dpu-vm: up" "$run/system-ctl.log" 2>/dev/null && break
+		kill -0 $ctl_pid 2>/dev/null || { cat "$run/system-ctl.log"; return 1; }
+		sleep 0.1
+	done
+	grep "DPU VM\|vhost-device" "$run/system-ctl.log"
+	local phase
+	for phase in $phases; do
+		echo "system-test: host VM boot ($phase)"
+		# Through a pipe, as vm-tests.sh does.
+		if ! bash bpf/vm/run.sh --kernel "$kernel" --name host-vm --out "$run/host-$phase" \
+			"${opts[@]}" qemu-tests/vm/system.sh "$phase" 2>&1 | cat; then
+			rc=1
+		fi
+	done
+	kill $ctl_pid 2>/dev/null
+	wait $ctl_pid 2>/dev/null
+	ctl_pid=
+	[ -f "$run/dpu/qemu.pid" ] && kill -9 "$(cat "$run/dpu/qemu.pid")" 2>/dev/null
+	[ -f "$run/vsock.pid" ] && kill "$(cat "$run/vsock.pid")" 2>/dev/null
+	echo "system-test: system-ctl log ($name):"
+	sed 's/^/  /' "$run/system-ctl.log"
+	echo "system-test: DPU console ($name, last lines):"
+	tail -n 12 "$run/dpu/console.log" | sed 's/^/  /'
+	return 0
+}
+
+if [ "${1:-}" = --bench ]; then
+	system bench-serial bench
+	system bench-vsock vsock-bench --vsock
+else
+	system serial "first second"
+	system vsock vsock --vsock
+fi
 echo "system-test: $([ $rc = 0 ] && echo ok || echo FAILED) in $(( $(date +%s) - t0 )) s"
 exit $rc

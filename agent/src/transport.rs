@@ -382,8 +382,10 @@ async fn session<H: Hal>(
         }
         let can_read = !closing && in_pos == in_len;
         let can_write = out_pos < out.len();
+        // Reads and writes race with no bias, so that neither starves
+        // the other while both are ready.
         let ev = future::or(
-            future::or(
+            future::race(
                 async {
                     if can_read {
                         Event::Read((&*io).read(&mut inbuf).await)

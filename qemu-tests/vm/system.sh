@@ -10,9 +10,14 @@
 #                      link cut and restore
 #   system.sh second   after a host VM reboot: new state, the DPU follows
 #   system.sh bench    figures (qemu-tests/vm/system-bench.py), no checks
+#   system.sh vsock    over vsock to the DPU VM (CID 4) instead: state made
+#                      and checked, then a change
+#   system.sh vsock-bench  the figures over vsock
 set -uo pipefail
 bin=$PWD/target/debug
-phase=${1:?usage: system.sh first|second|bench}
+phase=${1:?usage: system.sh first|second|bench|vsock|vsock-bench}
+agent="serial:"
+case $phase in vsock*) agent=vsock:4:5000 ;; esac
 work=$(mktemp -d)
 pass=0
 fail=0
@@ -29,7 +34,8 @@ port_named() {
 }
 link=$(port_named org.dpu.agent.0) || { echo "FAIL: no org.dpu.agent.0 port"; exit 1; }
 ctlport=$(port_named org.dpu.test.ctl) || { echo "FAIL: no org.dpu.test.ctl port"; exit 1; }
-echo "  channel to the DPU: $link; control: $ctlport"
+[ "$agent" = serial: ] && agent=serial:$link
+echo "  channel to the DPU: $agent; control: $ctlport"
 ctl() { $bin/mirror-check --ctl "$ctlport" "$@"; }
 # The init netns, by name, for ip -n / bridge -n.
 ip netns attach host 1 2>/dev/null || true
@@ -72,12 +78,12 @@ for p in s1 s2; do
 done
 ip addr add 192.0.2.1/24 dev br0
 ip addr add 198.51.100.1/24 dev $p0
-if [ "$phase" = bench ]; then
-	$bin/host-bridge run --agent "serial:$link" --status $work/status.sock 2>$work/hb.log &
+if [ "$phase" = bench ] || [ "$phase" = vsock-bench ]; then
+	$bin/host-bridge run --agent "$agent" --status $work/status.sock 2>$work/hb.log &
 	wait_for 60 "d['connected'] and d['snapshots'] >= 1" || { cat $work/hb.log; exit 1; }
 	python3 qemu-tests/vm/system-bench.py "$ctlport" br0 "${BENCH_ADDS:-1000}"
 	exit
-elif [ "$phase" = first ]; then
+elif [ "$phase" = first ] || [ "$phase" = vsock ]; then
 	bridge vlan add vid 10 dev s1 pvid untagged
 	bridge vlan add vid 20 dev s2
 	bridge fdb add 02:00:00:00:01:01 dev s1 master static vlan 10
@@ -97,15 +103,23 @@ else
 	ip route add 10.40.0.0/16 via 192.0.2.253
 fi
 
-$bin/host-bridge run --firmware $dev --agent "serial:$link" --status $work/status.sock \
+$bin/host-bridge run --firmware $dev --agent "$agent" --status $work/status.sock \
 	2>$work/hb.log &
 if wait_for 60 "d['connected'] and d['snapshots'] >= 1"; then
-	ok "host-bridge connected to the DPU over $link: $(grep -m1 'agent connected' $work/hb.log | sed 's/.*agent connected: //')"
+	ok "host-bridge connected to the DPU over $agent: $(grep -m1 'agent connected' $work/hb.log | sed 's/.*agent connected: //')"
 else
 	bad "host-bridge did not reach the DPU"; cat $work/hb.log
 fi
 check "$phase boot: the DPU equals the kernel" dpu_equals "$phase-boot"
 
+if [ "$phase" = vsock ]; then
+	ip route replace 10.20.0.0/16 via 198.51.100.254
+	ip nexthop del id 20
+	check "over vsock, after changes: the DPU equals the kernel" dpu_equals "vsock-changes"
+	echo "system($phase): $pass passed, $fail failed"
+	[ $fail = 0 ]
+	exit
+fi
 if [ "$phase" = second ]; then
 	echo "  host-bridge: $(grep -m1 'snapshot 1' $work/hb.log)"
 	check "the first boot's routes are gone from the DPU" \

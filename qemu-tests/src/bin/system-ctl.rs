@@ -1,5 +1,8 @@
-//! `system-ctl RUN_DIR IMAGE_DIR`: the two-VM system test's controller,
-//! outside both VMs (`qemu-tests/system-test.sh` starts it).
+//! `system-ctl RUN_DIR IMAGE_DIR [--vsock BACKEND]`: the two-VM system
+//! test's controller, outside both VMs (`qemu-tests/system-test.sh` starts
+//! it). With `--vsock`, it also starts BACKEND (vhost-device-vsock) in its
+//! sibling-VM mode: the host VM is CID 3 (`RUN_DIR/vhost-host.sock`), the
+//! DPU VM CID 4, in one group, and the DPU's agent accepts CID 3.
 //!
 //! * Boots the DPU VM (`qemu-tests/dpu-vm.sh IMAGE_DIR RUN_DIR/dpu`) and
 //!   keeps its board memory, `RUN_DIR/dpu/board.mem`, the DPU's hardware as
@@ -52,6 +55,7 @@ struct Ctl {
     live: Arc<Mutex<Vec<UnixStream>>>,
     mark: Option<Regs>,
     armed: Option<(String, Instant)>,
+    vsock: bool,
 }
 
 fn connect_retry(p: &Path, stop: &AtomicBool) -> Option<UnixStream> {
@@ -122,8 +126,13 @@ impl Ctl {
     }
 
     fn boot_dpu(&self) -> Result<String, String> {
-        let out = Command::new("bash")
-            .arg(workspace_root().join("qemu-tests/dpu-vm.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace_root().join("qemu-tests/dpu-vm.sh"));
+        if self.vsock {
+            cmd.arg("--vsock-sock").arg(self.run.join("vhost-dpu.sock"));
+            cmd.args(["--append", "dpu.agent_args=--vsock-host-cid,3", "--wait-for", "listening on vsock"]);
+        }
+        let out = cmd
             .arg(&self.image)
             .arg(self.run.join("dpu"))
             .output()
@@ -262,10 +271,14 @@ impl Ctl {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 3 {
-        eprintln!("usage: system-ctl RUN_DIR IMAGE_DIR");
-        return ExitCode::from(2);
-    }
+    let backend = match args.len() {
+        3 => None,
+        5 if args[3] == "--vsock" => Some(PathBuf::from(&args[4])),
+        _ => {
+            eprintln!("usage: system-ctl RUN_DIR IMAGE_DIR [--vsock BACKEND]");
+            return ExitCode::from(2);
+        }
+    };
     let mut ctl = Ctl {
         run: PathBuf::from(&args[1]),
         image: PathBuf::from(&args[2]),
@@ -273,7 +286,34 @@ fn main() -> ExitCode {
         live: Arc::new(Mutex::new(Vec::new())),
         mark: None,
         armed: None,
+        vsock: backend.is_some(),
     };
+    if let Some(b) = backend {
+        let r = &ctl.run;
+        let vm = |cid: u32, name: &str| {
+            format!(
+                "guest-cid={cid},socket={},uds-path={},groups=dpu",
+                r.join(format!("vhost-{name}.sock")).display(),
+                r.join(format!("vsock-{name}.uds")).display()
+            )
+        };
+        match Command::new(b).arg("--vm").arg(vm(3, "host")).arg("--vm").arg(vm(4, "dpu")).spawn() {
+            Ok(child) => {
+                let _ = std::fs::write(r.join("vsock.pid"), child.id().to_string());
+                log!("vhost-device-vsock {} (sibling VMs: host CID 3, DPU CID 4)", child.id())
+            }
+            Err(e) => {
+                log!("vhost-device-vsock: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        for _ in 0..100 {
+            if r.join("vhost-dpu.sock").exists() && r.join("vhost-host.sock").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     match ctl.boot_dpu() {
         Ok(r) => log!("DPU VM: {r}"),
         Err(e) => {
