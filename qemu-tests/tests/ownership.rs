@@ -5,34 +5,18 @@
 use dpu_hw::TableId;
 use dpu_wire::*;
 use host_bridge::{AgentLink, Channel, LinkError};
+use qemu_tests::topo::{self, ip4, route_key, route_nh, MAIN};
 use qemu_tests::RunningAgent;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 fn route(i: u32) -> Op {
-    Op::Upsert(Object::Route(Route {
-        key: RouteKey {
-            table: 254,
-            dst: Prefix::new(Ip::V4([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]), 32),
-            metric: 0,
-        },
-        kind: RouteType::Unicast,
-        protocol: 4,
-        scope: 0,
-        nexthops: RouteNexthops::Object(1),
-    }))
+    Op::Upsert(route_nh(route_key(MAIN, ip4(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 32, 0), 1))
 }
 
 fn nexthop() -> Op {
-    Op::Upsert(Object::Nexthop(Nexthop {
-        id: 1,
-        ifindex: 2,
-        gateway: Some(Ip::V4([192, 0, 2, 1])),
-        blackhole: false,
-        onlink: false,
-        fdb: false,
-    }))
+    Op::Upsert(topo::nexthop(1, 2, Some(ip4(192, 0, 2, 1))))
 }
 
 #[test]

@@ -13,31 +13,11 @@ set -uo pipefail
 bin=$PWD/target/debug
 bad_obj=${1:?usage: netdevsim-firmware.sh BAD_OBJECT}
 work=$(mktemp -d)
-pass=0
-fail=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+. "$(dirname "$0")/common.sh"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 dev=20
-new_dev() { # netdevsim device $dev with two ports p0, p1: up, tc offload on, clsact
-	echo "$dev 2" >/sys/bus/netdevsim/new_device
-	for _ in $(seq 50); do
-		[ "$(ls /sys/bus/netdevsim/devices/netdevsim$dev/net 2>/dev/null | wc -l)" = 2 ] && break
-		sleep 0.1
-	done
-	mapfile -t ports < <(ls /sys/bus/netdevsim/devices/netdevsim$dev/net)
-	p0=${ports[0]}
-	p1=${ports[1]}
-	for p in "$p0" "$p1"; do
-		ip link set "$p" up
-		ethtool -K "$p" hw-tc-offload on
-		tc qdisc add dev "$p" clsact
-	done
-	if0=$(cat /sys/class/net/$p0/ifindex)
-}
-new_dev
+new_dev $dev
 
 # A firmware the verifier refuses: host-bridge says so and exits.
 out=$(HOST_BRIDGE_FIRMWARE=$bad_obj timeout 60 $bin/host-bridge run --firmware $dev \
@@ -171,7 +151,7 @@ status | python3 -c 'import json,sys; print("  firmware:", json.load(sys.stdin)[
 kill $hb; wait $hb 2>/dev/null
 # The pinned firmware is idle now (its device is gone). A new device with
 # the same id: host-bridge attaches a new firmware and replaces the pin.
-new_dev
+new_dev $dev
 start_hb --firmware-pin $pin
 check "a new device under a stale pin gets a new firmware" grep -q "was stale: replaced" $work/hb.log
 out=$(tc filter add dev $p0 ingress protocol ip prio 1 flower skip_sw dst_ip 192.0.2.1 action drop 2>&1)

@@ -19,11 +19,7 @@ phase=${1:?usage: system.sh first|second|bench|vsock|vsock-bench}
 agent="serial:"
 case $phase in vsock*) agent=vsock:4:5000 ;; esac
 work=$(mktemp -d)
-pass=0
-fail=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+. "$(dirname "$0")/common.sh"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 port_named() {
@@ -53,19 +49,7 @@ wait_for() { # wait_for SECONDS PYTHON-EXPR-ON-dpu
 }
 
 dev=20
-echo "$dev 2" >/sys/bus/netdevsim/new_device
-for _ in $(seq 50); do
-	[ "$(ls /sys/bus/netdevsim/devices/netdevsim$dev/net 2>/dev/null | wc -l)" = 2 ] && break
-	sleep 0.1
-done
-mapfile -t ports < <(ls /sys/bus/netdevsim/devices/netdevsim$dev/net)
-p0=${ports[0]}
-for p in "${ports[@]}"; do
-	ip link set "$p" up
-	ethtool -K "$p" hw-tc-offload on
-	tc qdisc add dev "$p" clsact
-done
-if0=$(cat /sys/class/net/$p0/ifindex)
+new_dev $dev
 
 ip link set lo up
 ip link add br0 type bridge vlan_filtering 1
