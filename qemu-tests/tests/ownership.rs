@@ -147,3 +147,40 @@ fn a_resync_request_ends_a_batch_at_once() {
     let (r, _) = link.snapshot(1, &ops[..10]).expect("snapshot after the resync request");
     assert_eq!((r.ok, r.failures.len()), (10, 0));
 }
+
+#[test]
+fn an_accept_error_does_not_end_the_live_session() {
+    let agent = RunningAgent::start_with(&["--stats-interval", "0"]);
+    let mut link = agent.session();
+    link.timeout = Duration::from_secs(30);
+    // No descriptor left for the agent: its next accept fails (EMFILE).
+    // The limit bounds descriptor numbers, so it goes to the lowest free
+    // one.
+    let pid = agent.pid();
+    let used: std::collections::BTreeSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let open = (0..).find(|n| !used.contains(n)).expect("a free descriptor number");
+    let limit = |n: usize| {
+        let st = std::process::Command::new("prlimit")
+            .arg(format!("--pid={pid}"))
+            .arg(format!("--nofile={n}:"))
+            .status()
+            .expect("prlimit");
+        assert!(st.success(), "prlimit");
+    };
+    limit(open);
+    let waiting = UnixStream::connect(&agent.sock).expect("connect (queued in the backlog)");
+    assert!(agent.wait_log("accept on unix:", 1, Duration::from_secs(10)), "log:\n{}", agent.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent.log().matches("accept on unix:").count(), 1, "logged once, not per retry");
+    link.heartbeat().expect("the live session goes on through accept errors");
+    let (r, _) = link.snapshot(1, &[nexthop(), route(7)]).expect("snapshot during accept errors");
+    assert_eq!((r.ok, r.failures.len()), (2, 0));
+    // Descriptors again: the waiting connection is accepted and refused.
+    limit(open + 64);
+    assert!(agent.wait_log("refused a host connection", 1, Duration::from_secs(10)), "log:\n{}", agent.log());
+    drop(waiting);
+    link.heartbeat().expect("still the owner");
+}

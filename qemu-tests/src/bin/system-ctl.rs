@@ -132,11 +132,7 @@ impl Ctl {
             cmd.arg("--vsock-sock").arg(self.run.join("vhost-dpu.sock"));
             cmd.args(["--append", "dpu.agent_args=--vsock-host-cid,3", "--wait-for", "listening on vsock"]);
         }
-        let out = cmd
-            .arg(&self.image)
-            .arg(self.run.join("dpu"))
-            .output()
-            .map_err(|e| e.to_string())?;
+        let out = cmd.arg(&self.image).arg(self.run.join("dpu")).output().map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
