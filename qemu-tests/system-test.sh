@@ -90,7 +90,7 @@ system() {
 		fi
 	done
 	kill $ctl_pid 2>/dev/null
-	wait $ctl_pid 2>/dev/null
+	wait $ctl_pid 2>/dev/null || true
 	ctl_pid=
 	[ -f "$run/dpu/qemu.pid" ] && kill -9 "$(cat "$run/dpu/qemu.pid")" 2>/dev/null
 	[ -f "$run/vsock.pid" ] && kill "$(cat "$run/vsock.pid")" 2>/dev/null

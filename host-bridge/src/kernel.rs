@@ -190,10 +190,16 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
         Change::Upsert(o) if !offloaded(m, cfg, &o) => m.delete(&o.key()),
         Change::Upsert(o) => {
             if let Object::Link(l) = &o {
-                let was_up = m.get(&Key::Link(l.ifindex)).is_some_and(|o| link_up(&o));
+                let before = m.get(&Key::Link(l.ifindex));
+                let was_up = before.as_ref().is_some_and(link_up);
                 if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
                     // IPv4 routes and neighbours go silently with the link.
                     redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
+                } else if before.is_none() || (!was_up && link_up(&o)) {
+                    // A new device's, or a device coming up's, address
+                    // filter entries (the `self` permanent FDB entries of
+                    // its multicast list) come with no RTM_NEWNEIGH.
+                    redump.push(Kind::Fdb);
                 }
             }
             m.upsert(o)

@@ -166,6 +166,7 @@ check "after the DPU reboot: the DPU equals the kernel" dpu_equals "dpu-reboot"
 # Link cut and restore: a route added while the channel is down reaches
 # the DPU once it is back, and nothing unchanged is rewritten.
 snaps=$(st "d['snapshots']")
+check "mark" ctl MARK
 check "cut the channel" ctl CUT
 ip route add 10.60.0.0/16 via 192.0.2.254
 sleep 3
@@ -176,7 +177,14 @@ else
 	bad "no new session after the restore"; tail -n 5 $work/hb.log
 fi
 check "after the restore: the DPU equals the kernel" dpu_equals "link-restore"
-check "the resync wrote just the route added while cut" test "$(st "d['last_snapshot']['written']")" = 1
+diff=$(ctl DIFF)
+echo "$diff" | sed 's/^/  /'
+# The route added while cut, and the agent-owned nexthop of its inline
+# path: nothing else.
+check "the resync wrote just the route added while cut and its nexthop" \
+	test "$(st "d['last_snapshot']['written']")" = 2
+check "the write registers agree: route4 +1, nexthop +1" \
+	grep -qx "since the mark: route4 +1w/+0i, nexthop +1w/+0i" <<<"$diff"
 
 echo "  host-bridge log:"
 sed 's/^/    /' $work/hb.log | tail -n 20

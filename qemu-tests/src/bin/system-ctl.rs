@@ -19,8 +19,9 @@
 //!     VIEW (the host kernel's state, `kernel_view` JSON);
 //!   - `HW ARGS...`: runs `dpu-hw ARGS` with REGION standing for the
 //!     board memory (dump, inject, usage), returns its output;
-//!   - `MARK`: records the hardware's write registers;
-//!     `UNCHANGED`: OK if they have not moved since the mark;
+//!   - `MARK`: records the hardware's write registers and contents;
+//!     `UNCHANGED`: OK if the registers have not moved since the mark;
+//!     `DIFF`: what moved and what changed since the mark;
 //!   - `REBOOT_DPU`: power-cycles the DPU VM (SIGKILL, boot), returns the
 //!     boot time;
 //!   - `CUT` / `RESTORE`: takes the channel down and up;
@@ -54,6 +55,7 @@ struct Ctl {
     /// The relay's current pair of sockets, shut down by CUT.
     live: Arc<Mutex<Vec<UnixStream>>>,
     mark: Option<Regs>,
+    mark_view: Option<View>,
     armed: Option<(String, Instant)>,
     vsock: bool,
 }
@@ -192,8 +194,21 @@ impl Ctl {
                 }
             }
             "MARK" => {
-                self.mark = Some(Regs::of(&self.hw()?));
+                let hw = self.hw()?;
+                self.mark = Some(Regs::of(&hw));
+                self.mark_view = Some(hw_view(&hw));
                 Ok("marked".into())
+            }
+            "DIFF" => {
+                let before = self.mark_view.as_ref().ok_or("no MARK")?;
+                let hw = self.hw()?;
+                let mark = self.mark.as_ref().ok_or("no MARK")?;
+                let d = diff_views(before, &hw_view(&hw));
+                Ok(format!(
+                    "since the mark: {}\n{}",
+                    describe_delta(&mark.delta(&Regs::of(&hw))),
+                    d.replace("missing from the DPU", "gone").replace("on the DPU only", "new")
+                ))
             }
             "UNCHANGED" => {
                 let mark = self.mark.as_ref().ok_or("no MARK")?;
@@ -281,6 +296,7 @@ fn main() -> ExitCode {
         cut: Arc::new(AtomicBool::new(false)),
         live: Arc::new(Mutex::new(Vec::new())),
         mark: None,
+        mark_view: None,
         armed: None,
         vsock: backend.is_some(),
     };
