@@ -109,16 +109,19 @@ fetch_deb() {
 			log "WARNING: $pkg:arm64 $ver is gone from apt; using $newest (update the board config's pin)"
 			ver=$newest
 		fi
-		(cd "$debs" && apt-get download -qq "$pkg:arm64=$ver" 2>/dev/null) ||
-			(cd "$debs" && apt-get download "$pkg:arm64=$ver")
+		(cd "$debs" && apt-get download -qq "$pkg:arm64=$ver" >&2 2>/dev/null) ||
+			(cd "$debs" && apt-get download "$pkg:arm64=$ver" >&2) ||
+			{ log "apt-get download $pkg:arm64=$ver failed"; exit 1; }
 		f=$(ls "$debs/${pkg}_"*"_arm64.deb" | while read -r d; do
 			[ "$(dpkg-deb -f "$d" Version)" = "$ver" ] && echo "$d"
 		done | head -1)
 	fi
+	[ -n "$f" ] || { log "no $pkg:arm64 $ver in $debs after the download"; exit 1; }
 	echo "$f"
 }
 kdeb=$(fetch_deb "$KERNEL_PACKAGE" "$KERNEL_VERSION")
 bdeb=$(fetch_deb busybox-static "$BUSYBOX_VERSION")
+[ -f "$kdeb" ] && [ -f "$bdeb" ] || { log "the arm64 packages are missing"; exit 1; }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 inputs() {

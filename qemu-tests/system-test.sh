@@ -35,6 +35,8 @@ t0=$(date +%s)
 kernel=$(bash bpf/kernel/build.sh | tail -n 1)
 image=$(bash cross/build-image.sh qemu-virt | tail -n 1)
 cargo build --quiet --locked -p dpu-hw -p host-bridge -p qemu-tests --bins
+# The benchmark runs the release build of what runs in the host VM.
+[ "${1:-}" = --bench ] && cargo build --quiet --locked --release -p host-bridge -p qemu-tests --bins
 vsock_bin=$(bash qemu-tests/setup-vsock.sh)
 echo "system-test: kernel $kernel, image $image ($(( $(date +%s) - t0 )) s)"
 rc=0
@@ -52,7 +54,8 @@ trap cleanup EXIT
 # system RUN_NAME PHASES [--vsock]: one DPU VM and its controller, one host
 # VM boot per phase.
 system() {
-	local name=$1 phases=$2 mode=${3:-}
+	local name=$1 phases=$2 mode=${3:-} bin_dir=$PWD/target/debug
+	case $phases in *bench) bin_dir=$PWD/target/release ;; esac
 	local run=/tmp/dpu-system.$$.$name
 	mkdir -p "$run"
 	local ctl_args=("$run" "$image")
@@ -85,7 +88,7 @@ system() {
 		echo "system-test: host VM boot ($phase)"
 		# Through a pipe, as vm-tests.sh does.
 		if ! bash bpf/vm/run.sh --kernel "$kernel" --name host-vm --out "$run/host-$phase" \
-			"${opts[@]}" qemu-tests/vm/system.sh "$phase" 2>&1 | cat; then
+			"${opts[@]}" qemu-tests/vm/system.sh "$phase" "$bin_dir" 2>&1 | cat; then
 			rc=1
 		fi
 	done

@@ -302,6 +302,7 @@ impl<H: Hal> Agent<H> {
             // does): a new session.
             info!("hello on a live channel: a new host session");
             self.restart_session();
+            self.counters.sessions += 1;
         }
         info!("host {:?} protocol {}.{} connected", h.name.as_str(), h.version.major, h.version.minor);
         let mut name: heapless::String<32> = heapless::String::new();

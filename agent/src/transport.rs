@@ -279,6 +279,8 @@ async fn serial_watch(path: PathBuf, tx: Sender<Conn>) {
                 } else if data {
                     let mut sink = [0u8; READ_CHUNK];
                     let _ = io.get_ref().read(&mut sink);
+                    // Yield to the live session between reads.
+                    Timer::after(Duration::from_millis(5)).await;
                     continue;
                 }
             }
@@ -348,6 +350,8 @@ async fn session<H: Hal>(
     let (mut in_pos, mut in_len) = (0usize, 0usize);
     out.clear();
     let mut out_pos = 0usize;
+    // The last byte written ended a frame (frames end with their zero).
+    let mut at_boundary = true;
     let mut last_rx = Instant::now();
     let mut timer = Timer::interval(cfg.tick);
     let mut closing = false;
@@ -363,8 +367,20 @@ async fn session<H: Hal>(
                 break;
             }
             let end = inbuf[in_pos..in_len].iter().position(|&b| b == 0).map_or(in_len, |i| in_pos + i + 1);
+            let (before, sessions) = (out.len(), agent.counters.sessions);
             let control = agent.on_bytes(&inbuf[in_pos..end], &mut |f: &[u8]| out.extend_from_slice(f));
             in_pos = end;
+            if agent.counters.sessions != sessions {
+                // A hello restarted the session on this stream: what the
+                // old session queued is not the new host's, except the
+                // rest of a frame already partly written.
+                let from = if at_boundary {
+                    out_pos
+                } else {
+                    out[out_pos..before].iter().position(|&b| b == 0).map_or(before, |i| out_pos + i + 1)
+                };
+                out.drain(from..before);
+            }
             if control == Control::Close {
                 closing = true;
             }
@@ -382,9 +398,17 @@ async fn session<H: Hal>(
         }
         let can_read = !closing && in_pos == in_len;
         let can_write = out_pos < out.len();
-        // Reads and writes race with no bias, so that neither starves
-        // the other while both are ready.
+        // The tick and new connections first (rarely ready, so cheap to
+        // poll, and never starved by a host that keeps the stream busy);
+        // then reads and writes, racing with no bias.
         let ev = future::or(
+            future::or(
+                async {
+                    timer.next().await;
+                    Event::Tick
+                },
+                async { Event::Incoming(rx.recv().await.ok()) },
+            ),
             future::race(
                 async {
                     if can_read {
@@ -400,13 +424,6 @@ async fn session<H: Hal>(
                         future::pending().await
                     }
                 },
-            ),
-            future::or(
-                async {
-                    timer.next().await;
-                    Event::Tick
-                },
-                async { Event::Incoming(rx.recv().await.ok()) },
             ),
         )
         .await;
@@ -428,6 +445,9 @@ async fn session<H: Hal>(
                 break None;
             }
             Event::Wrote(Ok(n)) => {
+                if n > 0 {
+                    at_boundary = out[out_pos + n - 1] == 0;
+                }
                 out_pos += n;
                 if out_pos == out.len() {
                     out.clear();
@@ -440,6 +460,16 @@ async fn session<H: Hal>(
             }
             Event::Tick => {
                 agent.on_tick();
+                if in_pos < in_len {
+                    // Input the agent holds back for room is not silence.
+                    last_rx = Instant::now();
+                }
+                if conn.port.is_some() && port_poll(io.get_ref()).1 {
+                    // Noticed here too: while the agent does not read
+                    // (output backed up), no EOF would tell.
+                    info!("the host left {}", conn.label);
+                    break None;
+                }
                 if last_rx.elapsed() > cfg.session_timeout {
                     warn!(
                         "no frame from the host on {} for {} ms: the session is over",

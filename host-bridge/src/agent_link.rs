@@ -192,6 +192,19 @@ impl<S: Transport> AgentLink<S> {
                         self.read_once(Duration::ZERO)?;
                     }
                 }
+                Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                    // The agent closed the stream; what it said before
+                    // (a Busy refusal, say) explains why, so it wins.
+                    let _ = self.read_once(Duration::ZERO);
+                    let said = self.inbox.iter().find_map(|ev| match ev {
+                        AgentEvent::Error { code, text } => Some((*code, text.clone())),
+                        _ => None,
+                    });
+                    return Err(match said {
+                        Some((code, text)) => LinkError::Agent { code, text },
+                        None => e.into(),
+                    });
+                }
                 Err(e) => return Err(e.into()),
             }
         }

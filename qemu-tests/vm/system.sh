@@ -14,8 +14,8 @@
 #                      and checked, then a change
 #   system.sh vsock-bench  the figures over vsock
 set -uo pipefail
-bin=$PWD/target/debug
-phase=${1:?usage: system.sh first|second|bench|vsock|vsock-bench}
+phase=${1:?usage: system.sh first|second|bench|vsock|vsock-bench [BIN_DIR]}
+bin=${2:-$PWD/target/debug}
 agent="serial:"
 case $phase in vsock*) agent=vsock:4:5000 ;; esac
 work=$(mktemp -d)
@@ -65,7 +65,7 @@ ip addr add 198.51.100.1/24 dev $p0
 if [ "$phase" = bench ] || [ "$phase" = vsock-bench ]; then
 	$bin/host-bridge run --agent "$agent" --status $work/status.sock 2>$work/hb.log &
 	wait_for 60 "d['connected'] and d['snapshots'] >= 1" || { cat $work/hb.log; exit 1; }
-	python3 qemu-tests/vm/system-bench.py "$ctlport" br0 "${BENCH_ADDS:-1000}"
+	python3 qemu-tests/vm/system-bench.py "$ctlport" br0 1000 "${agent%%:*}"
 	exit
 elif [ "$phase" = first ] || [ "$phase" = vsock ]; then
 	bridge vlan add vid 10 dev s1 pvid untagged

@@ -62,8 +62,9 @@ impl Region {
     /// * anything else (another board, another layout version, garbage):
     ///   refused, since it is not ours to erase, unless `format`.
     ///
-    /// A path that does not exist is created at the layout's size and
-    /// formatted.
+    /// A path that does not exist, or an empty file, is sized to the
+    /// layout and formatted; a plain file smaller than the layout is
+    /// resized only with `format`; a sysfs resource file never is.
     pub fn create(path: &Path, layout: &Layout, format: bool) -> io::Result<(Region, bool)> {
         let (descs, total) = layout.tables();
         let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
@@ -80,12 +81,24 @@ impl Region {
         };
         let size = file.metadata()?.len();
         if size < total as u64 {
-            return Err(invalid(format!(
-                "{}: {size} bytes, smaller than board {}'s layout ({total} bytes); \
-                 an existing region is never resized",
-                path.display(),
-                layout.board
-            )));
+            // A device (a sysfs resource file) is never resized. A plain
+            // file is, when it is empty (left by a start that died before
+            // sizing it) or when asked to format (an older, smaller layout).
+            let sysfs = nix::sys::statfs::fstatfs(&file)
+                .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC);
+            if sysfs || (size > 0 && !format) {
+                return Err(invalid(format!(
+                    "{}: {size} bytes, smaller than board {}'s layout ({total} bytes); \
+                     a device region is never resized{}",
+                    path.display(),
+                    layout.board,
+                    if sysfs { "" } else { " (--cold resizes a plain file)" }
+                )));
+            }
+            file.set_len(total as u64)?;
+            let mut region = Self::map(&file, total)?;
+            region.format(layout);
+            return Ok((region, false));
         }
         let mut region = Self::map(&file, total)?;
         if !format {
@@ -175,7 +188,7 @@ impl Region {
     }
 
     /// Formats the region in place (docs/HARDWARE.md, "Formatting"): the
-    /// magic goes first to zero and last to its value, so a format cut
+    /// magic goes first to `ff × 8` and last to its value, so a format cut
     /// short leaves a region that is neither blank nor formatted, which a
     /// later start refuses rather than trusts.
     fn format(&mut self, layout: &Layout) {
@@ -420,11 +433,19 @@ mod tests {
         let e = Region::create(&p, &l, false).err().expect("garbage");
         assert!(e.to_string().contains("neither blank"), "{e}");
         assert!(std::fs::read(&p).expect("read").iter().all(|&b| b == 0x5a));
-        // Too small: refused, not grown.
+        // Too small: refused, not grown, unless formatting a plain file.
         std::fs::write(&p, vec![0u8; total - 64]).expect("write");
-        let e = Region::create(&p, &l, true).err().expect("small");
+        let e = Region::create(&p, &l, false).err().expect("small");
         assert!(e.to_string().contains("never resized"), "{e}");
         assert_eq!(std::fs::metadata(&p).expect("meta").len(), (total - 64) as u64);
+        let (_, warm) = Region::create(&p, &l, true).expect("--cold on a plain file");
+        assert!(!warm);
+        assert_eq!(std::fs::metadata(&p).expect("meta").len(), total as u64);
+        // An empty file (a start that died before sizing it) is sized.
+        std::fs::write(&p, []).expect("write");
+        let (_, warm) = Region::create(&p, &l, false).expect("empty file");
+        assert!(!warm);
+        assert_eq!(std::fs::metadata(&p).expect("meta").len(), total as u64);
         std::fs::remove_file(&p).ok();
     }
 

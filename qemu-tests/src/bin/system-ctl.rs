@@ -99,15 +99,20 @@ fn relay(host: PathBuf, dpu: PathBuf, cut: Arc<AtomicBool>, live: Arc<Mutex<Vec<
         let (Some(h), Some(d)) = (connect_retry(&host, &never), connect_retry(&dpu, &never)) else {
             continue;
         };
-        if cut.load(Ordering::SeqCst) {
-            continue;
-        }
-        log!("channel up");
         let pair = (h.try_clone(), d.try_clone(), h.try_clone(), d.try_clone());
         let (Ok(h2), Ok(d2), Ok(hk), Ok(dk)) = pair else {
             continue;
         };
-        *live.lock().unwrap_or_else(|p| p.into_inner()) = vec![hk, dk];
+        {
+            // CUT sets the flag under this lock, so a cut cannot slip in
+            // between this check and the sockets becoming visible to it.
+            let mut l = live.lock().unwrap_or_else(|p| p.into_inner());
+            if cut.load(Ordering::SeqCst) {
+                continue;
+            }
+            *l = vec![hk, dk];
+        }
+        log!("channel up");
         let a = std::thread::spawn(move || pump(h, d));
         let b = std::thread::spawn(move || pump(d2, h2));
         let _ = a.join();
@@ -227,10 +232,12 @@ impl Ctl {
                 Ok(r)
             }
             "CUT" => {
+                let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
                 self.cut.store(true, Ordering::SeqCst);
-                for s in self.live.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                for s in live.iter() {
                     let _ = s.shutdown(std::net::Shutdown::Both);
                 }
+                drop(live);
                 log!("channel cut");
                 Ok("cut".into())
             }
