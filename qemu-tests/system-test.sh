@@ -42,10 +42,10 @@ echo "system-test: kernel $kernel, image $image ($(( $(date +%s) - t0 )) s)"
 rc=0
 ctl_pid=
 cleanup() {
-	[ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null
+	[ -n "$ctl_pid" ] && kill "$ctl_pid" 2>/dev/null || true
 	for r in /tmp/dpu-system.$$.*; do
-		[ -f "$r/dpu/qemu.pid" ] && kill -9 "$(cat "$r/dpu/qemu.pid")" 2>/dev/null
-		[ -f "$r/vsock.pid" ] && kill "$(cat "$r/vsock.pid")" 2>/dev/null
+		[ -f "$r/dpu/qemu.pid" ] && kill -9 "$(cat "$r/dpu/qemu.pid")" 2>/dev/null || true
+		[ -f "$r/vsock.pid" ] && kill "$(cat "$r/vsock.pid")" 2>/dev/null || true
 	done
 	return 0
 }
@@ -92,11 +92,11 @@ system() {
 			rc=1
 		fi
 	done
-	kill $ctl_pid 2>/dev/null
+	kill $ctl_pid 2>/dev/null || true
 	wait $ctl_pid 2>/dev/null || true
 	ctl_pid=
-	[ -f "$run/dpu/qemu.pid" ] && kill -9 "$(cat "$run/dpu/qemu.pid")" 2>/dev/null
-	[ -f "$run/vsock.pid" ] && kill "$(cat "$run/vsock.pid")" 2>/dev/null
+	[ -f "$run/dpu/qemu.pid" ] && kill -9 "$(cat "$run/dpu/qemu.pid")" 2>/dev/null || true
+	[ -f "$run/vsock.pid" ] && kill "$(cat "$run/vsock.pid")" 2>/dev/null || true
 	echo "system-test: system-ctl log ($name):"
 	sed 's/^/  /' "$run/system-ctl.log"
 	echo "system-test: DPU console ($name, last lines):"
