@@ -32,10 +32,9 @@ pub const MAX_OUT_PER_FRAME: usize = 4 * MAX_ENCODED_FRAME + 256;
 pub const MAX_OUT_PER_PUMP: usize =
     Agent::<dpu_hw::MmioHal>::STATS_BUDGET as usize * MAX_STAT_ENTRY * 2 + 2 * MAX_ENCODED_FRAME;
 
-/// Upper bound of one encoded [`StatEntry`] item, with margin: an IPv6 route
-/// key (tags, table,
-/// 16-byte address, length, metric: 29 bytes), five varint counters (45)
-/// and the item's framing.
+/// Upper bound of one encoded [`StatEntry`] item, with margin: an IPv6
+/// route key (tags, table, 16-byte address, length, metric: 29 bytes), five
+/// varint counters (45) and the item's framing.
 pub const MAX_STAT_ENTRY: usize = 96;
 
 /// What the transport should do after a call.
@@ -136,30 +135,23 @@ impl<H: Hal> Agent<H> {
     pub fn on_connect(&mut self) {
         self.deframer.reset();
         self.restart_session();
-        self.counters.sessions += 1;
     }
 
-    /// Session state back to "before hello"; an unfinished snapshot is
+    /// A new session: state back to "before hello", an unfinished snapshot
     /// abandoned.
     fn restart_session(&mut self) {
-        if self.snapshot.take().is_some() {
-            warn!("session ended inside a snapshot; hardware left as it is until the next one");
-        }
-        if self.engine.in_snapshot() {
-            self.engine.abandon_snapshot();
-        }
-        self.hello = false;
+        self.end_session();
         self.expect_seq = 0;
-        self.snapshot = None;
         self.resync_pending = false;
         self.tx.seq = 0;
         self.stats_job = None;
         self.engine.restart_stats();
+        self.counters.sessions += 1;
     }
 
-    /// The connection is gone. An unfinished snapshot is abandoned: nothing
-    /// is swept, the hardware stays as it is until the next snapshot.
-    pub fn on_disconnect(&mut self) {
+    /// The session is over: an unfinished snapshot is abandoned (nothing
+    /// is swept, the hardware stays as it is until the next snapshot).
+    fn end_session(&mut self) {
         if self.snapshot.take().is_some() {
             warn!("session ended inside a snapshot; hardware left as it is until the next one");
         }
@@ -167,6 +159,11 @@ impl<H: Hal> Agent<H> {
             self.engine.abandon_snapshot();
         }
         self.hello = false;
+    }
+
+    /// The connection is gone.
+    pub fn on_disconnect(&mut self) {
+        self.end_session();
         info!("hardware left as it is; waiting for the next session");
     }
 
@@ -302,7 +299,6 @@ impl<H: Hal> Agent<H> {
             // does): a new session.
             info!("hello on a live channel: a new host session");
             self.restart_session();
-            self.counters.sessions += 1;
         }
         info!("host {:?} protocol {}.{} connected", h.name.as_str(), h.version.major, h.version.minor);
         let mut name: heapless::String<32> = heapless::String::new();
