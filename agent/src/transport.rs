@@ -156,6 +156,15 @@ fn socket_listener(ep: &Endpoint) -> io::Result<Async<UnixListener>> {
     }
 }
 
+/// True the first time `e` follows a different error (or none): a retry
+/// loop logs each distinct error once, not once per retry.
+fn first_time(last: &mut Option<String>, e: &io::Error) -> bool {
+    let text = e.to_string();
+    let first = last.as_deref() != Some(text.as_str());
+    *last = Some(text);
+    first
+}
+
 /// Accepts connections on a socket endpoint forever; a vsock peer other
 /// than the board's host CID is refused here.
 async fn accept_loop(ep: Endpoint, l: Async<UnixListener>, host_cid: u32, tx: Sender<Conn>) {
@@ -170,12 +179,9 @@ async fn accept_loop(ep: Endpoint, l: Async<UnixListener>, host_cid: u32, tx: Se
                 unsafe { OwnedFd::from_raw_fd(fd) }
             }
             Err(e) => {
-                // Logged once per distinct error, retried; a live session
-                // is not affected.
-                let text = e.to_string();
-                if last_error.as_deref() != Some(&text) {
+                // Retried; a live session is not affected.
+                if first_time(&mut last_error, &e) {
                     warn!("accept on {ep}: {e}; retrying");
-                    last_error = Some(text);
                 }
                 Timer::after(Duration::from_millis(100)).await;
                 continue;
@@ -242,10 +248,8 @@ async fn serial_watch(path: PathBuf, tx: Sender<Conn>) {
                 Err(e) => error!("{label}: {e}"),
             },
             Err(e) => {
-                let text = e.to_string();
-                if open_error.as_deref() != Some(&text) {
+                if first_time(&mut open_error, &e) {
                     warn!("{label}: {e}; retrying every second");
-                    open_error = Some(text);
                 }
             }
         }
