@@ -67,23 +67,15 @@ impl Region {
     /// resized only with `format`; a sysfs resource file never is.
     pub fn create(path: &Path, layout: &Layout, format: bool) -> io::Result<(Region, bool)> {
         let (descs, total) = layout.tables();
-        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(path) {
-            Ok(f) => {
-                f.set_len(total as u64)?;
-                let mut region = Self::map(&f, total)?;
-                region.format(layout);
-                return Ok((region, false));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                OpenOptions::new().read(true).write(true).open(path)?
-            }
-            Err(e) => return Err(e),
-        };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let size = file.metadata()?.len();
+        // Formatted whatever it holds: asked to, or sized just now.
+        let mut fresh = format;
         if size < total as u64 {
             // A device (a sysfs resource file) is never resized. A plain
-            // file is, when it is empty (left by a start that died before
-            // sizing it) or when asked to format (an older, smaller layout).
+            // file is, when it is empty (just created, or left by a start
+            // that died before sizing it) or when asked to format (an
+            // older, smaller layout).
             let sysfs = nix::sys::statfs::fstatfs(&file)
                 .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::SYSFS_MAGIC);
             if sysfs || (size > 0 && !format) {
@@ -96,16 +88,10 @@ impl Region {
                 )));
             }
             file.set_len(total as u64)?;
-            let mut region = Self::map(&file, total)?;
-            region.format(layout);
-            return Ok((region, false));
+            fresh = true;
         }
         let mut region = Self::map(&file, total)?;
-        if !format {
-            if region.is_blank() {
-                region.format(layout);
-                return Ok((region, false));
-            }
+        if !fresh && !region.is_blank() {
             match region.parse_header() {
                 Ok((found, board)) if found == descs && board == layout.board => {
                     region.descs = descs;
