@@ -145,115 +145,113 @@ fn synced(
     fw: Option<&FwMaps>,
 ) -> Result<(), LinkError> {
     let st = |f: &mut dyn FnMut(&mut DpuState)| f(&mut state.lock().unwrap_or_else(|p| p.into_inner()));
-    {
-        // A full snapshot: everything in the shadow.
-        *generation = generation.wrapping_add(1);
-        let all = {
-            let mut m = shared.lock();
-            m.clear_pending();
-            m.snapshot()
-        };
-        link.send(HostMsg::SnapshotBegin { generation: *generation })?;
-        let (mut freed, mut refused) = (false, 0);
-        for chunk in all.chunks(BATCH) {
-            let ops = decode_chunk(chunk);
-            let r = link.apply(&ops)?;
-            refused += r.failures.len();
-            freed |= shared.lock().results(&ops, &r.failures);
-        }
-        let (unchanged, written, removed) = link.end_snapshot(*generation)?;
-        crate::log!(
-            "snapshot {}: {} objects, {refused} refused; hardware {unchanged} unchanged, {written} written, {removed} removed",
-            generation,
-            all.len(),
-        );
-        drop(all);
-        let g = *generation;
-        st(&mut |s| {
-            s.snapshots += 1;
-            s.last_snapshot = Some((g, unchanged, written, removed));
-        });
-        if freed {
-            shared.lock().retry_refused();
-        }
-        // Then updates as they come, and the agent's frames as they come:
-        // stats go to the firmware's map within the agent's interval.
-        let mut last_tx = Instant::now();
-        let mut pruned = Instant::now();
-        let resync: LinkError = 'updates: loop {
-            shared.quiet();
-            let ops = shared.lock().take(BATCH);
-            if !ops.is_empty() {
-                let r = link.apply(&ops)?;
-                last_tx = Instant::now();
-                let mut m = shared.lock();
-                if m.results(&ops, &r.failures) {
-                    m.retry_refused();
-                }
-            } else if last_tx.elapsed() >= HEARTBEAT {
-                link.heartbeat()?;
-                last_tx = Instant::now();
-            } else {
-                // Wait for a mirror change, an agent frame or the heartbeat.
-                let left = HEARTBEAT.saturating_sub(last_tx.elapsed());
-                let mut fds = [
-                    PollFd::new(shared.bell.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(link.fd(), PollFlags::POLLIN),
-                ];
-                match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(e) => return Err(LinkError::Io(e.into())),
-                }
-                if fds[1].any() == Some(true) {
-                    link.pump()?;
-                }
-            }
-            let wire = link.tx_bytes;
-            let mut resync = None;
-            for ev in link.take_events() {
-                match ev {
-                    AgentEvent::ResyncNeeded { reason } => {
-                        resync = Some(reason);
-                    }
-                    AgentEvent::Stats { entries, .. } => {
-                        if let Some(fw) = fw {
-                            fw.write_counters(shared, &entries);
-                        }
-                        st(&mut |s| {
-                            for e in &entries {
-                                s.stats.insert(e.key, *e);
-                            }
-                        })
-                    }
-                    _ => {}
-                }
-            }
-            st(&mut |s| s.wire_bytes = wire);
-            if pruned.elapsed() >= PRUNE {
-                pruned = Instant::now();
-                let m = shared.lock();
-                st(&mut |s| s.prune_stats(|k| m.contains(k)));
-            }
-            if let Some(fw) = fw {
-                // What the DPU's flow table has left for the firmware: its
-                // capacity less the flows mirrored from tc filters.
-                let mirrored = shared.lock().count(crate::netlink::Kind::Filter) as u32;
-                let cap = hello.capacities.flows.saturating_sub(mirrored);
-                let fs = fw.state();
-                st(&mut |s| {
-                    if s.firmware_capacity != Some(cap) {
-                        fw.set_capacity(cap);
-                        s.firmware_capacity = Some(cap);
-                    }
-                    s.firmware = Some(fs);
-                });
-            }
-            if let Some(reason) = resync {
-                break 'updates LinkError::Resync(reason);
-            }
-        };
-        Err(resync)
+    // A full snapshot: everything in the shadow.
+    *generation = generation.wrapping_add(1);
+    let all = {
+        let mut m = shared.lock();
+        m.clear_pending();
+        m.snapshot()
+    };
+    link.send(HostMsg::SnapshotBegin { generation: *generation })?;
+    let (mut freed, mut refused) = (false, 0);
+    for chunk in all.chunks(BATCH) {
+        let ops = decode_chunk(chunk);
+        let r = link.apply(&ops)?;
+        refused += r.failures.len();
+        freed |= shared.lock().results(&ops, &r.failures);
     }
+    let (unchanged, written, removed) = link.end_snapshot(*generation)?;
+    crate::log!(
+        "snapshot {}: {} objects, {refused} refused; hardware {unchanged} unchanged, {written} written, {removed} removed",
+        generation,
+        all.len(),
+    );
+    drop(all);
+    let g = *generation;
+    st(&mut |s| {
+        s.snapshots += 1;
+        s.last_snapshot = Some((g, unchanged, written, removed));
+    });
+    if freed {
+        shared.lock().retry_refused();
+    }
+    // Then updates as they come, and the agent's frames as they come:
+    // stats go to the firmware's map within the agent's interval.
+    let mut last_tx = Instant::now();
+    let mut pruned = Instant::now();
+    let resync: LinkError = 'updates: loop {
+        shared.quiet();
+        let ops = shared.lock().take(BATCH);
+        if !ops.is_empty() {
+            let r = link.apply(&ops)?;
+            last_tx = Instant::now();
+            let mut m = shared.lock();
+            if m.results(&ops, &r.failures) {
+                m.retry_refused();
+            }
+        } else if last_tx.elapsed() >= HEARTBEAT {
+            link.heartbeat()?;
+            last_tx = Instant::now();
+        } else {
+            // Wait for a mirror change, an agent frame or the heartbeat.
+            let left = HEARTBEAT.saturating_sub(last_tx.elapsed());
+            let mut fds = [
+                PollFd::new(shared.bell.as_fd(), PollFlags::POLLIN),
+                PollFd::new(link.fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(LinkError::Io(e.into())),
+            }
+            if fds[1].any() == Some(true) {
+                link.pump()?;
+            }
+        }
+        let wire = link.tx_bytes;
+        let mut resync = None;
+        for ev in link.take_events() {
+            match ev {
+                AgentEvent::ResyncNeeded { reason } => {
+                    resync = Some(reason);
+                }
+                AgentEvent::Stats { entries, .. } => {
+                    if let Some(fw) = fw {
+                        fw.write_counters(shared, &entries);
+                    }
+                    st(&mut |s| {
+                        for e in &entries {
+                            s.stats.insert(e.key, *e);
+                        }
+                    })
+                }
+                _ => {}
+            }
+        }
+        st(&mut |s| s.wire_bytes = wire);
+        if pruned.elapsed() >= PRUNE {
+            pruned = Instant::now();
+            let m = shared.lock();
+            st(&mut |s| s.prune_stats(|k| m.contains(k)));
+        }
+        if let Some(fw) = fw {
+            // What the DPU's flow table has left for the firmware: its
+            // capacity less the flows mirrored from tc filters.
+            let mirrored = shared.lock().count(crate::netlink::Kind::Filter) as u32;
+            let cap = hello.capacities.flows.saturating_sub(mirrored);
+            let fs = fw.state();
+            st(&mut |s| {
+                if s.firmware_capacity != Some(cap) {
+                    fw.set_capacity(cap);
+                    s.firmware_capacity = Some(cap);
+                }
+                s.firmware = Some(fs);
+            });
+        }
+        if let Some(reason) = resync {
+            break 'updates LinkError::Resync(reason);
+        }
+    };
+    Err(resync)
 }
 
 #[cfg(test)]
