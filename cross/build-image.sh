@@ -90,21 +90,26 @@ for p in cpio gzip kmod python3; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >&2
 done
+# The cached .deb of PACKAGE:arm64 at VERSION, if there is one.
+cached_deb() {
+	ls "$debs/${1}_"*"_arm64.deb" 2>/dev/null | while read -r d; do
+		[ "$(dpkg-deb -f "$d" Version)" = "$2" ] && echo "$d"
+	done | head -1
+}
 # Downloads PACKAGE:arm64 at VERSION into the cache (once); falls back to
 # the newest version apt has, with a warning, when the pin is gone.
-# Prints the .deb's path.
+# Prints the .deb's path (and nothing else on stdout).
 fetch_deb() {
-	local pkg=$1 ver=$2 f
-	f=$(ls "$debs/${pkg}_"*"_arm64.deb" 2>/dev/null | while read -r d; do
-		[ "$(dpkg-deb -f "$d" Version)" = "$ver" ] && echo "$d"
-	done | head -1)
+	local pkg=$1 ver=$2 f versions
+	f=$(cached_deb "$pkg" "$ver")
 	if [ -z "$f" ]; then
-		if ! apt-cache madison "$pkg:arm64" 2>/dev/null | awk '{print $3}' | grep -qxF "$ver"; then
-			apt-get update -qq
+		versions=$(apt-cache madison "$pkg:arm64" 2>/dev/null | awk '{print $3}')
+		if ! grep -qxF "$ver" <<<"$versions"; then
+			apt-get update -qq >&2
+			versions=$(apt-cache madison "$pkg:arm64" | awk '{print $3}')
 		fi
-		if ! apt-cache madison "$pkg:arm64" | awk '{print $3}' | grep -qxF "$ver"; then
-			local newest
-			newest=$(apt-cache madison "$pkg:arm64" | awk '{print $3}' | head -1)
+		if ! grep -qxF "$ver" <<<"$versions"; then
+			local newest=${versions%%$'\n'*}
 			[ -n "$newest" ] || { log "$pkg:arm64 is not in apt"; exit 1; }
 			log "WARNING: $pkg:arm64 $ver is gone from apt; using $newest (update the board config's pin)"
 			ver=$newest
@@ -112,9 +117,7 @@ fetch_deb() {
 		(cd "$debs" && apt-get download -qq "$pkg:arm64=$ver" >&2 2>/dev/null) ||
 			(cd "$debs" && apt-get download "$pkg:arm64=$ver" >&2) ||
 			{ log "apt-get download $pkg:arm64=$ver failed"; exit 1; }
-		f=$(ls "$debs/${pkg}_"*"_arm64.deb" | while read -r d; do
-			[ "$(dpkg-deb -f "$d" Version)" = "$ver" ] && echo "$d"
-		done | head -1)
+		f=$(cached_deb "$pkg" "$ver")
 	fi
 	[ -n "$f" ] || { log "no $pkg:arm64 $ver in $debs after the download"; exit 1; }
 	echo "$f"

@@ -36,6 +36,36 @@ pub fn image() -> &'static Path {
     }
 }
 
+/// Boots `image` on the board whose state is in `run`, with options for
+/// `qemu-tests/dpu-vm.sh`; returns its `dpu-vm: up … s` line, or its
+/// error output.
+pub fn boot(image: &Path, run: &Path, opts: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(workspace_root().join("qemu-tests/dpu-vm.sh"))
+        .args(opts)
+        .arg(image)
+        .arg(run)
+        .output()
+        .map_err(|e| format!("dpu-vm.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("dpu-vm.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Powers off the DPU VM of the board in `run` (SIGKILL, as a power cut)
+/// and waits for its process to be gone.
+pub fn power_off(run: &Path) {
+    if let Ok(pid) = std::fs::read_to_string(run.join("qemu.pid")) {
+        let pid = pid.trim().to_string();
+        let _ = Command::new("kill").arg("-9").arg(&pid).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// One DPU VM, killed on drop. Its run directory (board memory, console
 /// log, channel sockets) outlives reboots.
 pub struct DpuVm {
@@ -57,35 +87,15 @@ impl DpuVm {
     /// returns the seconds from QEMU's start to the agent waiting on its
     /// channel.
     pub fn boot(&mut self, opts: &[&str]) -> f64 {
-        let out = Command::new("bash")
-            .arg(workspace_root().join("qemu-tests/dpu-vm.sh"))
-            .args(opts)
-            .arg(image())
-            .arg(&self.run)
-            .output()
-            .expect("run dpu-vm.sh");
-        assert!(
-            out.status.success(),
-            "dpu-vm.sh failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.console()
-        );
+        let up = boot(image(), &self.run, opts).unwrap_or_else(|e| panic!("{e}\n{}", self.console()));
         self.running = true;
         self.boots += 1;
-        let s = String::from_utf8_lossy(&out.stdout);
-        s.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+        up.split_whitespace().rev().nth(1).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
     }
 
     /// Powers the VM off (SIGKILL: no shutdown, as a power cut).
     pub fn kill(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.run.join("qemu.pid")) {
-            let pid = pid.trim().to_string();
-            let _ = Command::new("kill").arg("-9").arg(&pid).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        power_off(&self.run);
         self.running = false;
     }
 

@@ -35,7 +35,7 @@
 
 use dpu_hw::{reader, Region};
 use qemu_tests::kernel_view::*;
-use qemu_tests::{describe_delta, workspace_root, Regs};
+use qemu_tests::{describe_delta, dpu_vm, Regs};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -133,28 +133,17 @@ impl Ctl {
     }
 
     fn boot_dpu(&self) -> Result<String, String> {
-        let mut cmd = Command::new("bash");
-        cmd.arg(workspace_root().join("qemu-tests/dpu-vm.sh"));
+        let mut opts: Vec<String> = Vec::new();
         if self.vsock {
-            cmd.arg("--vsock-sock").arg(self.run.join("vhost-dpu.sock"));
-            cmd.args(["--append", "dpu.agent_args=--vsock-host-cid,3", "--wait-for", "listening on vsock"]);
+            opts.push("--vsock-sock".into());
+            opts.push(self.run.join("vhost-dpu.sock").display().to_string());
+            opts.extend(
+                ["--append", "dpu.agent_args=--vsock-host-cid,3", "--wait-for", "listening on vsock"]
+                    .map(String::from),
+            );
         }
-        let out = cmd.arg(&self.image).arg(self.run.join("dpu")).output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    fn kill_dpu(&self) {
-        if let Ok(pid) = std::fs::read_to_string(self.run.join("dpu/qemu.pid")) {
-            let pid = pid.trim().to_string();
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        dpu_vm::boot(&self.image, &self.run.join("dpu"), &opts)
     }
 
     fn handle(&mut self, line: &str) -> Result<String, String> {
@@ -225,7 +214,7 @@ impl Ctl {
                 }
             }
             "REBOOT_DPU" => {
-                self.kill_dpu();
+                dpu_vm::power_off(&self.run.join("dpu"));
                 log!("DPU VM powered off");
                 let r = self.boot_dpu()?;
                 log!("DPU VM booted again: {r}");
