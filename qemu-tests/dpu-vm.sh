@@ -9,12 +9,10 @@
 #   IMAGE_DIR  what cross/build-image.sh printed
 #   RUN_DIR    the board's state: board.mem (the hardware, created blank
 #              at the manifest's size if missing, kept across boots),
-#              console.log, qemu.pid, and the channel sockets
-#   --serial-sock PATH  the virtio-serial port's chardev: a Unix socket
-#              QEMU listens on (default RUN_DIR/serial.sock); the host side
-#              (host-bridge --agent unix:PATH) connects to it
-#   --serial-connect PATH  instead, QEMU connects to PATH (a peer QEMU's
-#              chardev socket: the two-VM link)
+#              console.log, qemu.pid, and the channel sockets: the
+#              virtio-serial port's chardev is RUN_DIR/serial.sock, which
+#              QEMU listens on; the host side (host-bridge --agent
+#              unix:RUN_DIR/serial.sock, or a relay to another VM) connects
 #   --vsock    a vsock device: vhost-device-vsock (qemu-tests/setup-vsock.sh)
 #              started for this VM, a host process reaching the guest
 #              through RUN_DIR/vsock.uds (host-bridge --agent
@@ -35,13 +33,11 @@
 # Stop it with: kill $(cat RUN_DIR/qemu.pid) (and RUN_DIR/vsock.pid)
 set -euo pipefail
 
-serial_sock= serial_connect= vsock=0 vsock_sock= cid=3 cpus=1 memory=256M append= fg=0
+vsock=0 vsock_sock= cid=3 cpus=1 memory=256M append= fg=0
 wait_re='(opened serial:|listening on)'
 timeout_s=60
 while [ $# -gt 0 ]; do
 	case $1 in
-	--serial-sock) serial_sock=$2; shift 2 ;;
-	--serial-connect) serial_connect=$2; shift 2 ;;
 	--vsock) vsock=1; shift ;;
 	--vsock-sock) vsock_sock=$2; shift 2 ;;
 	--cid) cid=$2; shift 2 ;;
@@ -92,13 +88,8 @@ args=(-M "$machine" -cpu cortex-a57 -smp "$cpus" -m "$memory" -display none -no-
 	-object "memory-backend-file,id=hwmem,mem-path=$run/board.mem,size=${size_mib}M,share=on"
 	-device ivshmem-plain,memdev=hwmem
 	-device virtio-serial-pci,id=vser)
-if [ -n "$serial_connect" ]; then
-	args+=(-chardev "socket,id=agentport,path=$serial_connect,reconnect=1")
-else
-	[ -n "$serial_sock" ] || serial_sock=$run/serial.sock
-	rm -f "$serial_sock"
-	args+=(-chardev "socket,id=agentport,path=$serial_sock,server=on,wait=off")
-fi
+rm -f "$run/serial.sock"
+args+=(-chardev "socket,id=agentport,path=$run/serial.sock,server=on,wait=off")
 args+=(-device "virtserialport,bus=vser.0,chardev=agentport,name=$port_name")
 if [ -n "$vsock_sock" ]; then
 	args+=(-object "memory-backend-memfd,id=mem,size=$memory,share=on"
