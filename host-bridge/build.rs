@@ -1,5 +1,6 @@
-//! Compiles the BPF flow offload firmware (bpf/firmware/flow_fw.bpf.c)
-//! with clang into OUT_DIR; src/firmware.rs embeds the object.
+//! Compiles the BPF flow offload firmware (bpf/firmware/flow_fw.bpf.c) and
+//! the notifier taps (bpf/notifier/notifier.bpf.c) with clang into
+//! OUT_DIR; src/firmware.rs and src/notifier/ embed the objects.
 //! Needs clang and libbpf's headers (libbpf-dev); `cross/setup.sh`
 //! installs both.
 
@@ -8,29 +9,35 @@ use std::process::Command;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
-    let src = root.join("../bpf/firmware");
-    for f in ["flow_fw.bpf.c", "flow_fw.h", "vmlinux.h"] {
+    println!("cargo:rerun-if-env-changed=CLANG");
+    compile(&root.join("../bpf/firmware"), "flow_fw", &["flow_fw.h", "vmlinux.h"]);
+    compile(&root.join("../bpf/notifier"), "notifier", &["notifier.h", "vmlinux.h"]);
+}
+
+/// Compiles `dir/name.bpf.c` into OUT_DIR/name.bpf.o.
+fn compile(src: &std::path::Path, name: &str, headers: &[&str]) {
+    let c = format!("{name}.bpf.c");
+    for f in std::iter::once(c.as_str()).chain(headers.iter().copied()) {
         println!("cargo:rerun-if-changed={}", src.join(f).display());
     }
-    println!("cargo:rerun-if-env-changed=CLANG");
     let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => "x86",
         Ok("aarch64") => "arm64",
         Ok(other) => panic!("no BPF target arch for {other}"),
         Err(_) => "x86",
     };
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("flow_fw.bpf.o");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join(format!("{name}.bpf.o"));
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let status = Command::new(&clang)
         .args(["-g", "-O2", "-Wall", "-Werror", "-target", "bpf", "-mcpu=v3"])
         .arg(format!("-D__TARGET_ARCH_{arch}"))
         .arg("-I")
-        .arg(&src)
+        .arg(src)
         .arg("-c")
-        .arg(src.join("flow_fw.bpf.c"))
+        .arg(src.join(&c))
         .arg("-o")
         .arg(&out)
         .status()
         .unwrap_or_else(|e| panic!("{clang}: {e} (install clang and libbpf-dev: bash cross/setup.sh)"));
-    assert!(status.success(), "{clang} failed to compile the BPF firmware");
+    assert!(status.success(), "{clang} failed to compile {c}");
 }

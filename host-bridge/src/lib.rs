@@ -13,6 +13,7 @@ pub mod firmware;
 pub mod kernel;
 pub mod mirror;
 pub mod netlink;
+pub mod notifier;
 pub mod status;
 
 /// A plain log line on stderr.

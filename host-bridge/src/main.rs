@@ -17,6 +17,8 @@ races, agent restarts and its own restarts.
 USAGE:
     host-bridge run [OPTIONS]       Mirror until killed
     host-bridge status [OPTIONS]    Print what is mirrored and what the DPU reports
+    host-bridge notifiers [OPTIONS] Print the kernel's notifier chains as the
+                                    taps decode them, live, like `ip monitor`
     host-bridge detach-firmware --firmware-pin DIR
                                     Unpin the firmware pinned under DIR: its
                                     struct_ops detach once no host-bridge runs
@@ -48,6 +50,20 @@ RUN OPTIONS:
                        while host-bridge is down, and adopt it on restart:
                        offloaded rules survive host-bridge restarts
 
+    --taps on|off      Attach the notifier taps (bpf/notifier/) [default: on]:
+                       routes the kernel flushes with a link go from the
+                       mirror without a re-dump. Taps the kernel refuses are
+                       named at start; netlink alone covers for them.
+    --tap-ring SIZE    The taps' ring buffer, in bytes or with K or M
+                       [default: 4M]; a power of two
+
+NOTIFIERS OPTIONS:
+    --netns NAME       Tap the network namespace NAME [default: the current one]
+    --all-netns        Every network namespace
+    --json             One JSON object per line instead of text
+    --count N          Exit after N records
+    --tap-ring SIZE    As for run
+
 STATUS OPTIONS:
     --status PATH      The running host-bridge's status socket [default: /run/host-bridge.sock]
     --json             JSON instead of text, with every mirrored object; route
@@ -72,6 +88,10 @@ fn main() -> ExitCode {
     let mut firmware: Vec<u32> = Vec::new();
     let mut firmware_pin: Option<PathBuf> = None;
     let mut all = false;
+    let mut taps = true;
+    let mut tap_ring = host_bridge::notifier::DEFAULT_RING;
+    let mut all_netns = false;
+    let mut count: Option<u64> = None;
     while let Some(a) = args.next() {
         let mut val = |n: &str| match args.next() {
             Some(v) => Ok(v),
@@ -98,6 +118,18 @@ fn main() -> ExitCode {
                 json = true;
                 Ok(())
             }
+            "--taps" => val("--taps").and_then(|v| match v.as_str() {
+                "on" => Ok(taps = true),
+                "off" => Ok(taps = false),
+                o => Err(format!("--taps: {o:?} is neither on nor off")),
+            }),
+            "--tap-ring" => val("--tap-ring").and_then(|v| parse_size(&v).map(|n| tap_ring = n)),
+            "--all-netns" => {
+                all_netns = true;
+                Ok(())
+            }
+            "--count" => val("--count")
+                .and_then(|v| v.parse().map(|n| count = Some(n)).map_err(|_| "--count: not a number".into())),
             "--all" => {
                 all = true;
                 Ok(())
@@ -187,6 +219,15 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        "notifiers" => {
+            if let Some(ns) = &netns {
+                if let Err(e) = enter_netns(ns) {
+                    eprintln!("host-bridge: netns {ns}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            notifiers(all_netns, json, tap_ring, count)
+        }
         "detach-firmware" => {
             let Some(dir) = firmware_pin else {
                 eprintln!("host-bridge: detach-firmware needs --firmware-pin DIR");
@@ -220,6 +261,86 @@ fn main() -> ExitCode {
             eprintln!("host-bridge: unknown command {o:?} (see --help)");
             ExitCode::from(2)
         }
+    }
+}
+
+fn parse_size(v: &str) -> Result<usize, String> {
+    let (num, mul) = match v.as_bytes().last() {
+        Some(b'K' | b'k') => (&v[..v.len() - 1], 1 << 10),
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 1 << 20),
+        _ => (v, 1),
+    };
+    match num.parse::<usize>() {
+        Ok(n) if n > 0 && (n * mul).is_power_of_two() && n * mul >= 4096 => Ok(n * mul),
+        Ok(_) => Err(format!("--tap-ring: {v} is not a power of two of at least 4K")),
+        Err(_) => Err(format!("--tap-ring: {v:?} is not a size")),
+    }
+}
+
+/// `host-bridge notifiers`: the taps' records on stdout until killed, a
+/// reader goes away (EPIPE ends it quietly) or `count` records were printed.
+fn notifiers(all_netns: bool, json: bool, ring: usize, count: Option<u64>) -> ExitCode {
+    use host_bridge::notifier::{current_netns, Taps};
+    let inum = if all_netns {
+        0
+    } else {
+        match current_netns() {
+            Ok(i) => i,
+            Err(e) => {
+                eprintln!("host-bridge: /proc/thread-self/ns/net: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let taps = match Taps::load(inum, ring) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("host-bridge: taps: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for s in &taps.states {
+        eprintln!("{}", s.describe());
+    }
+    if !taps.states.iter().any(|s| s.attached.is_some()) {
+        eprintln!("host-bridge: no tap attached");
+        return ExitCode::FAILURE;
+    }
+    let out = std::io::stdout();
+    let (mut printed, mut failed, mut drops) = (0u64, false, 0u64);
+    let r = taps.run(
+        std::time::Duration::from_millis(200),
+        |rec| {
+            let mut o = out.lock();
+            let w = match rec {
+                Ok(r) if json => {
+                    serde_json::to_string(&r).map_err(std::io::Error::other).and_then(|l| writeln!(o, "{l}"))
+                }
+                Ok(r) => writeln!(o, "{r}"),
+                Err(e) => writeln!(o, "undecodable record: {e}"),
+            };
+            if w.and_then(|_| o.flush()).is_err() {
+                failed = true;
+                return false;
+            }
+            printed += 1;
+            count.is_none_or(|c| printed < c)
+        },
+        |t| {
+            let (_, all) = t.counts();
+            if all.drops != drops {
+                eprintln!("host-bridge: {} records lost (ring buffer full)", all.drops - drops);
+                drops = all.drops;
+            }
+            true
+        },
+    );
+    match r {
+        Err(e) if !failed => {
+            eprintln!("host-bridge: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
