@@ -9,16 +9,28 @@
 //! DPU. Deletes the kernel does not announce are worked out: routes through
 //! a deleted nexthop object, and after a link goes down or away, a re-dump
 //! of routes, nexthops, neighbours and FDB entries.
+//!
+//! With the notifier taps (`notifier::feed`) a link going down needs no
+//! re-dump: the FIB and nexthop chains tell which routes and nexthop
+//! objects went, and IPv4 routes whose every path died with the link (the
+//! aliases the FIB notifier does not report, since it reports only the
+//! route in use per prefix) are deleted by the kernel's own rule. Tap and
+//! netlink events are applied by this one thread; a tap delete that may be
+//! older than a netlink add of the same key (both arrived, in either order,
+//! after the event) is settled by a re-dump of its type.
 
 use crate::config::Config;
 use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
+use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
 use dpu_wire::{Key, LinkKind, Object, OperState, Path, RouteNexthops, MAX_PATHS};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smol::Async;
+use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// The shared mirror and how its writers wake the agent session.
 pub struct Shared {
@@ -28,12 +40,23 @@ pub struct Shared {
     /// Rung with every [`Shared::notify`]: the agent session polls it
     /// together with the agent's socket, so that it wakes for either.
     pub bell: EventFd,
+    /// The notifier taps' state, when they run.
+    pub taps: Mutex<Option<TapsStatus>>,
 }
 
 impl Shared {
     pub fn new() -> io::Result<Arc<Self>> {
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
-        Ok(Arc::new(Shared { mirror: Mutex::new(Mirror::new()), wake: Condvar::new(), bell }))
+        Ok(Arc::new(Shared {
+            mirror: Mutex::new(Mirror::new()),
+            wake: Condvar::new(),
+            bell,
+            taps: Mutex::new(None),
+        }))
+    }
+
+    pub fn taps(&self) -> std::sync::MutexGuard<'_, Option<TapsStatus>> {
+        self.taps.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {
@@ -184,15 +207,53 @@ fn link_up(o: &Object) -> bool {
     matches!(o, Object::Link(l) if l.admin_up && matches!(l.oper, OperState::Up | OperState::Unknown))
 }
 
+/// How a change is applied.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    cfg: &'a Config,
+    /// The FIB and nexthop taps are attached (see the module's text).
+    tapped: bool,
+}
+
+/// IPv4 routes that die with a link going admin-down, by the rule of the
+/// kernel's fib_sync_down_dev: every path's device is down (this one, or
+/// one that went before), except host-scope routes, whose nexthops have
+/// scope nowhere and survive a down. Routes through nexthop objects go
+/// with their objects (the nexthop tap's deletes).
+fn dead_with(m: &Mirror, ifindex: u32) -> Vec<Key> {
+    const RT_SCOPE_HOST: u8 = 254;
+    let down = |i: u32| i == ifindex || matches!(m.get(&Key::Link(i)), Some(Object::Link(l)) if !l.admin_up);
+    m.select(|o| match o {
+        Object::Route(r) if r.key.dst.family() == dpu_wire::Family::V4 && r.scope != RT_SCOPE_HOST => {
+            matches!(&r.nexthops, RouteNexthops::Paths(p) if !p.is_empty() && p.iter().all(|p| down(p.ifindex)))
+        }
+        _ => false,
+    })
+}
+
 /// Applies one change; returns the object types to re-dump because of it.
-fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
+fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Vec<Kind>) {
+    let cfg = cx.cfg;
     match change {
         Change::Upsert(o) if !offloaded(m, cfg, &o) => m.delete(&o.key()),
         Change::Upsert(o) => {
             if let Object::Link(l) = &o {
                 let before = m.get(&Key::Link(l.ifindex));
                 let was_up = before.as_ref().is_some_and(link_up);
-                if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
+                let was_admin_up = matches!(&before, Some(Object::Link(b)) if b.admin_up);
+                if was_up && !link_up(&o) && l.kind != LinkKind::Loopback && cx.tapped {
+                    // The taps tell the FIB's and the nexthop chain's
+                    // deletes; neighbours and FDB entries flushed with the
+                    // link are announced (RTM_DELNEIGH). A carrier loss
+                    // only flags routes linkdown.
+                    if was_admin_up && !l.admin_up {
+                        let dead = dead_with(m, l.ifindex);
+                        m.counters.dead_routes += dead.len() as u64;
+                        for k in dead {
+                            m.delete(&k);
+                        }
+                    }
+                } else if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
                     // IPv4 routes and neighbours go silently with the link.
                     redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
                 } else if before.is_none() || (!was_up && link_up(&o)) {
@@ -246,7 +307,7 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
         }
         Change::Many(v) => {
             for c in v {
-                apply(m, cfg, c, redump);
+                apply(m, cx, c, redump);
             }
         }
         Change::NotOffloaded(k, why) => {
@@ -272,7 +333,7 @@ fn apply(m: &mut Mirror, cfg: &Config, change: Change, redump: &mut Vec<Kind>) {
                 m.delete(&key);
             } else if left.len() < paths.len() {
                 have.nexthops = RouteNexthops::Paths(left);
-                apply(m, cfg, Change::Upsert(Object::Route(have)), redump);
+                apply(m, cx, Change::Upsert(Object::Route(have)), redump);
             }
             // Otherwise the kernel deleted a path the mirror does not hold
             // (two single-path routes with one key, see the route key).
@@ -293,6 +354,89 @@ fn offloaded(m: &Mirror, cfg: &Config, o: &Object) -> bool {
 pub struct Listen {
     pub rcvbuf: usize,
     pub config: Config,
+    /// The notifier taps' feed, if they run.
+    pub taps: Option<Feed>,
+}
+
+/// The kernel's CLOCK_MONOTONIC, bpf_ktime_get_ns()'s clock.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// The keys of routes and nexthop objects a change upserts.
+fn upserted(c: &Change, out: &mut Vec<Key>) {
+    match c {
+        Change::Upsert(o @ (Object::Route(_) | Object::Nexthop(_) | Object::NexthopGroup(_))) => {
+            out.push(o.key())
+        }
+        Change::Many(v) => v.iter().for_each(|c| upserted(c, out)),
+        _ => {}
+    }
+}
+
+/// Netlink upserts of routes and nexthop objects in the last
+/// [`RECENT`], by the time their message was read: a tap delete of the same
+/// key from before that time may be older or newer than the add.
+struct Recent {
+    at: HashMap<Key, u64>,
+    pruned: u64,
+}
+
+const RECENT: Duration = Duration::from_secs(10);
+
+impl Recent {
+    fn note(&mut self, keys: &[Key], now: u64) {
+        for k in keys {
+            self.at.insert(*k, now);
+        }
+        if now.saturating_sub(self.pruned) > RECENT.as_nanos() as u64 {
+            let horizon = now.saturating_sub(RECENT.as_nanos() as u64);
+            self.at.retain(|_, t| *t >= horizon);
+            self.pruned = now;
+        }
+    }
+
+    /// Whether a delete at `ts` may predate a netlink add of `k`.
+    fn raced(&self, k: &Key, ts: u64) -> bool {
+        self.at.get(k).is_some_and(|&t| t >= ts)
+    }
+}
+
+/// Applies one tap message; returns the types to re-dump.
+fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut Vec<Kind>) {
+    let (keys, ts) = match msg {
+        TapMsg::RouteGone { key, ts_ns } => (vec![Key::Route(key)], ts_ns),
+        TapMsg::NexthopGone { id, ts_ns } => (vec![Key::Nexthop(id), Key::NexthopGroup(id)], ts_ns),
+        TapMsg::Lost(n) => {
+            m.counters.tap_loss_resyncs += 1;
+            crate::log!("taps lost {n} records (ring buffer full): resyncing");
+            redump.extend(Kind::ALL);
+            return;
+        }
+    };
+    for k in keys {
+        if m.get(&k).is_none() {
+            continue;
+        }
+        if recent.raced(&k, ts) {
+            m.counters.redumps += 1;
+            redump.push(match k {
+                Key::Route(_) => Kind::Route,
+                _ => Kind::Nexthop,
+            });
+            continue;
+        }
+        m.counters.tap_deletes += 1;
+        apply(m, cx, Change::Delete(k), redump);
+    }
+}
+
+/// What woke the listener.
+enum Wake {
+    Netlink(io::Result<usize>),
+    Tap(Option<TapMsg>),
 }
 
 /// Runs forever: initial sync, then events.
@@ -306,20 +450,53 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
         crate::log!("initial sync: {} objects mirrored", m.len());
     }
     shared.notify();
+    let mut cx = Ctx { cfg: &opts.config, tapped: opts.taps.as_ref().is_some_and(|t| t.routes_tapped) };
+    let mut taps = opts.taps.as_ref().map(|t| t.rx.clone());
+    let mut recent = Recent { at: HashMap::new(), pruned: 0 };
     let mut buf = vec![0u8; BUF];
     smol::block_on(async {
         loop {
-            match events.read_with(|s| s.recv(&mut buf)).await {
-                Ok(n) => {
-                    let mut redump = Vec::new();
+            let netlink = async { Wake::Netlink(events.read_with(|s| s.recv(&mut buf)).await) };
+            let wake = match &taps {
+                Some(rx) => smol::future::or(netlink, async { Wake::Tap(rx.recv().await.ok()) }).await,
+                None => netlink.await,
+            };
+            let mut redump = Vec::new();
+            match wake {
+                Wake::Tap(None) => {
+                    crate::log!("taps stopped: netlink alone from now on, after a resync");
+                    (taps, cx.tapped) = (None, false);
+                    redump.extend(Kind::ALL);
+                }
+                Wake::Tap(Some(msg)) => {
+                    {
+                        let mut m = shared.lock();
+                        apply_tap(&mut m, cx, &recent, msg, &mut redump);
+                        // What else waits, under the same hold of the lock.
+                        if let Some(rx) = &taps {
+                            while let Ok(msg) = rx.try_recv() {
+                                apply_tap(&mut m, cx, &recent, msg, &mut redump);
+                            }
+                        }
+                    }
+                    shared.notify();
+                }
+                Wake::Netlink(Ok(n)) => {
+                    let now = monotonic_ns();
                     let mut bad = Vec::new();
+                    let mut keys = Vec::new();
                     {
                         let mut m = shared.lock();
                         for msg in messages(&buf[..n]) {
                             let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
                             m.counters.events += 1;
                             match convert(msg.kind, msg.payload) {
-                                Ok(c) => apply(&mut m, &opts.config, c, &mut redump),
+                                Ok(c) => {
+                                    if taps.is_some() {
+                                        upserted(&c, &mut keys);
+                                    }
+                                    apply(&mut m, cx, c, &mut redump)
+                                }
                                 Err(e) => {
                                     m.counters.parse_errors += 1;
                                     crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
@@ -328,15 +505,16 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             }
                         }
                     }
-                    shared.notify();
-                    redump.extend(bad);
-                    if !redump.is_empty() {
-                        redump.sort();
-                        redump.dedup();
-                        resync(&shared, &opts.config, &mut dumper, &redump)?;
+                    if taps.is_some() {
+                        recent.note(&keys, now);
                     }
+                    shared.notify();
+                    if !redump.is_empty() {
+                        shared.lock().counters.redumps += 1;
+                    }
+                    redump.extend(bad);
                 }
-                Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
                     shared.lock().counters.overflows += 1;
                     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
                     // The kernel reports an overflow once, then drops
@@ -350,9 +528,14 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             Err(_) => break,
                         }
                     }
-                    resync(&shared, &opts.config, &mut dumper, &Kind::ALL)?;
+                    redump.extend(Kind::ALL);
                 }
-                Err(e) => return Err(e),
+                Wake::Netlink(Err(e)) => return Err(e),
+            }
+            if !redump.is_empty() {
+                redump.sort();
+                redump.dedup();
+                resync(&shared, &opts.config, &mut dumper, &redump)?;
             }
         }
     })

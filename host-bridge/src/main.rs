@@ -184,7 +184,30 @@ fn main() -> ExitCode {
                 "mirroring {}",
                 netns.as_deref().map(|n| format!("netns {n}")).unwrap_or("the current netns".into())
             );
-            match kernel::run(shared, Listen { rcvbuf, config }) {
+            let taps = if taps {
+                match host_bridge::notifier::feed::start(shared.clone(), tap_ring) {
+                    Ok(f) => {
+                        if let Some(t) = shared.taps().as_ref() {
+                            for s in &t.states {
+                                host_bridge::log!("{}", s.describe());
+                            }
+                        }
+                        if !f.routes_tapped {
+                            host_bridge::log!(
+                                "the fib and nexthop taps are not both attached: a link going down re-dumps routes"
+                            );
+                        }
+                        Some(f)
+                    }
+                    Err(e) => {
+                        host_bridge::log!("taps not loaded ({e}): mirroring from netlink alone");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match kernel::run(shared, Listen { rcvbuf, config, taps }) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     host_bridge::log!("netlink: {e}");

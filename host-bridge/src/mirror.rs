@@ -46,6 +46,17 @@ pub struct MirrorCounters {
     /// tc filter events kept off the DPU (a key or action it has no field
     /// for); filters found so by a dump are logged, not counted.
     pub not_offloaded: u64,
+    /// Re-dumps for deletes the kernel does not announce (a link down or
+    /// gone), and for tap deletes that raced a netlink add of their key.
+    pub redumps: u64,
+    /// Objects deleted from the mirror on a tap's word (the FIB's and the
+    /// nexthop chain's deletes) that were still there.
+    pub tap_deletes: u64,
+    /// Routes deleted at a link's down because every path died with it,
+    /// as the kernel's fib_sync_down_dev does, with the taps attached.
+    pub dead_routes: u64,
+    /// Resyncs after the taps lost records.
+    pub tap_loss_resyncs: u64,
 }
 
 #[derive(Default)]

@@ -88,6 +88,8 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
                 "parse_errors": c.parse_errors, "resyncs": c.resyncs, "overflows": c.overflows,
                 "sent": c.sent, "refused": c.refused, "retried": c.retried,
                 "filters_not_offloaded": c.not_offloaded,
+                "redumps": c.redumps, "tap_deletes": c.tap_deletes, "dead_routes": c.dead_routes,
+                "tap_loss_resyncs": c.tap_loss_resyncs,
             },
         },
         "mirror": {
@@ -112,6 +114,7 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "refused_unsupported": f.refused_unsupported, "lost_events": f.lost_events,
         })),
         "refused": refused,
+        "taps": shared.taps().as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
     })
 }
 
@@ -210,6 +213,32 @@ pub fn text(v: &Value) -> String {
         d["wire_bytes"],
         d["last_error"].as_str().map(|e| format!(" last error: {e}")).unwrap_or_default()
     );
+    let t = &v["taps"];
+    if !t.is_null() {
+        let attached: Vec<String> = t["states"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|st| {
+                st["attached"].as_str().map(|m| format!("{} {m}", st["name"].as_str().unwrap_or("?")))
+            })
+            .collect();
+        let off: Vec<&str> = t["states"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|st| st["attached"].is_null())
+            .filter_map(|st| st["name"].as_str())
+            .collect();
+        s += &format!(
+            "taps: {} (unavailable: {}) ring {} records {} drops {}\n",
+            attached.join(", "),
+            if off.is_empty() { "none".to_string() } else { off.join(", ") },
+            t["ring_bytes"],
+            t["counts"]["events"],
+            t["counts"]["drops"]
+        );
+    }
     for r in v["refused"].as_array().into_iter().flatten() {
         s += &format!(
             "refused by the DPU: {} {}\n",

@@ -14,6 +14,7 @@
 //! only moves its own tap to the next candidate. What libbpf says about a
 //! refusal is kept as the reason.
 
+pub mod feed;
 pub mod record;
 
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, PrintLevel, RingBufferBuilder};
