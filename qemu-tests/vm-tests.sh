@@ -5,6 +5,10 @@
 #  - qemu-tests/vm/mirror-bridge.sh: host-bridge mirrors a VLAN-filtering
 #    bridge with FDB entries and a VXLAN port into the agent; the DPU
 #    hardware is compared with bridge -j / ip -j after each change;
+#  - qemu-tests/vm/notifier-taps.sh: every notifier tap's records against
+#    ip -j / bridge -j / sysctl; a link going down with routes on it
+#    leaves the DPU equal to the kernel with no re-dump; a tiny tap ring
+#    buffer overflows, and the loss is counted and repaired;
 #  - qemu-tests/vm/netdevsim-firmware.sh: host-bridge loads the BPF
 #    firmware onto a netdevsim device; tc flower skip_sw rules reach the DPU
 #    hardware, its counters come back into tc -s, a full DPU table gives
@@ -40,6 +44,7 @@ clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I bpf/firmware \
 passed=0
 failed=0
 for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/notifier-taps.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/netdevsim-firmware.sh $objs/bad_fw.bpf.o" \
     "bpf/kernel/tests/run.sh --kernel $kernel"; do
     echo "vm-tests: $t"

@@ -5,6 +5,9 @@ include!(concat!(env!("OUT_DIR"), "/board.rs"));
 
 use dpu_hw::layout::{Layout, TableId};
 
+/// Capacity of the switch settings table.
+pub const SWITCH_SETTINGS: u32 = LINKS + 2;
+
 /// The hardware region layout of this board.
 pub fn layout() -> Layout {
     let mut capacity = [0u32; TableId::COUNT];
@@ -18,6 +21,9 @@ pub fn layout() -> Layout {
     capacity[TableId::Fdb as usize] = FDB;
     capacity[TableId::Vlan as usize] = VLANS;
     capacity[TableId::Flow as usize] = FLOWS;
+    // One setting per link at most (a bridge's ageing or a port's STP
+    // state) and the two ECMP hash settings.
+    capacity[TableId::Switch as usize] = SWITCH_SETTINGS;
     Layout { board: NAME.into(), capacity, ecmp_members: ECMP_MEMBERS }
 }
 

@@ -82,6 +82,45 @@ fn route_type_code(t: RouteType) -> u8 {
 }
 
 /// Decodes a route entry's key back into the wire's.
+/// The switch setting entry of an ECMP hash, bridge ageing or STP object.
+fn switch_entry(o: &Object) -> SwitchEntry {
+    match o {
+        Object::EcmpHash(h) => SwitchEntry {
+            kind: switch_kind::ECMP_HASH,
+            family: family_code(Some(h.family)),
+            ifindex: 0,
+            value: h.policy as u32,
+            value2: h.fields,
+        },
+        Object::BridgeAgeing(a) => SwitchEntry {
+            kind: switch_kind::BRIDGE_AGEING,
+            family: 0,
+            ifindex: a.ifindex,
+            value: a.ageing_cs,
+            value2: 0,
+        },
+        Object::PortStp(p) => SwitchEntry {
+            kind: switch_kind::PORT_STP,
+            family: 0,
+            ifindex: p.ifindex,
+            value: p.state as u32,
+            value2: 0,
+        },
+        _ => switch_key(&o.key()),
+    }
+}
+
+/// The key fields of a switch setting entry.
+fn switch_key(k: &Key) -> SwitchEntry {
+    let (kind, family, ifindex) = match *k {
+        Key::EcmpHash(f) => (switch_kind::ECMP_HASH, family_code(Some(f)), 0),
+        Key::BridgeAgeing(i) => (switch_kind::BRIDGE_AGEING, 0, i),
+        Key::PortStp(i) => (switch_kind::PORT_STP, 0, i),
+        _ => (0, 0, 0),
+    };
+    SwitchEntry { kind, family, ifindex, value: 0, value2: 0 }
+}
+
 pub fn route_key_of(e: &RouteEntry) -> RouteKey {
     RouteKey { table: e.table, dst: Prefix::new(e.dst, e.plen), metric: e.metric }
 }
@@ -427,6 +466,11 @@ impl<H: Hal> Engine<H> {
             Object::Route(r) => self.upsert_route(r),
             Object::Nexthop(nh) => self.upsert_nexthop(nh),
             Object::NexthopGroup(g) => self.upsert_group(g),
+            Object::EcmpHash(_) | Object::BridgeAgeing(_) | Object::PortStp(_) => {
+                let n = self.size(TableId::Switch);
+                switch_entry(o).encode(&mut b[..n]);
+                self.upsert_entry(TableId::Switch, &b[..n])
+            }
         }
     }
 
@@ -482,6 +526,11 @@ impl<H: Hal> Engine<H> {
                     self.delete_entry(TableId::Vlan, &b[..n]);
                 }
                 Status::Ok
+            }
+            Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => {
+                let n = self.size(TableId::Switch);
+                switch_key(k).encode(&mut b[..n]);
+                self.delete_entry(TableId::Switch, &b[..n])
             }
             Key::Route(rk) => self.delete_route(&rk),
             Key::Nexthop(id) => self.delete_object(TableId::Nexthop, id),
@@ -861,7 +910,8 @@ impl<H: Hal> Engine<H> {
 
     /// Removes everything the snapshot did not mention, dependants first.
     pub fn end_snapshot(&mut self) -> SweepReport {
-        const ORDER: [TableId; 10] = [
+        const ORDER: [TableId; 11] = [
+            TableId::Switch,
             TableId::Flow,
             TableId::Route4,
             TableId::Route6,

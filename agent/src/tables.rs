@@ -85,6 +85,7 @@ pub fn key_ranges(t: TableId) -> KeyRanges {
         TableId::Fdb => &[(2, 8), (12, 18)],
         TableId::Vlan => &[(2, 8)],
         TableId::Flow => &[(16, 24)],
+        TableId::Switch => &[(1, 8)],
     }
 }
 

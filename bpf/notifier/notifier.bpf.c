@@ -191,7 +191,8 @@ static __always_inline void emit_fib4(int event, struct fib_entry_notifier_info 
 	r = RESERVE(struct ntf_fib4, NTF_FIB4, event, ret, flags, 0);
 	if (!r)
 		return;
-	r->dst = BPF_CORE_READ(ei, dst);
+	/* The trie's key: host order. The record carries network order. */
+	r->dst = bpf_htonl(BPF_CORE_READ(ei, dst));
 	r->dst_len = BPF_CORE_READ(ei, dst_len);
 	if (bpf_core_field_exists(ei->dscp))
 		r->dscp = BPF_CORE_READ(ei, dscp);

@@ -56,6 +56,8 @@ impl Config {
             Object::Fdb(f) => link_ok(f.ifindex),
             Object::Vlan(v) => link_ok(v.ifindex),
             Object::Flow(f) => link_ok(f.ifindex),
+            Object::BridgeAgeing(a) => link_ok(a.ifindex),
+            Object::PortStp(p) => link_ok(p.ifindex),
             Object::Route(r) => self.offload.tables.as_ref().is_none_or(|t| t.contains(&r.key.table)),
             _ => true,
         }

@@ -83,12 +83,43 @@ const BUF: usize = 1 << 20;
 /// Dumps one object type; retries while the kernel flags the dump as
 /// interrupted. Returns the objects and the count of unparsable messages.
 pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
+    if kind == Kind::Setting {
+        return Ok((settings(), 0));
+    }
     if kind == Kind::Filter {
         let (links, bad) = dump(sock, Kind::Link)?;
         let (filters, more) = dump_filters(sock, &ifindexes(&links))?;
         return Ok((filters, bad + more));
     }
     dump_request(sock, kind, kind.dump_request())
+}
+
+/// The ECMP hash settings of this thread's netns, from /proc/sys (which
+/// shows the reader's netns). A sysctl a kernel lacks (IPv6 off, or no
+/// fib_multipath_hash_fields before 5.12) counts as 0.
+pub fn settings() -> Vec<Object> {
+    let read = |p: &str| -> u32 {
+        std::fs::read_to_string(format!("/proc/sys/net/{p}"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for (family, policy, fields) in [
+        (dpu_wire::Family::V4, "ipv4/fib_multipath_hash_policy", "ipv4/fib_multipath_hash_fields"),
+        (dpu_wire::Family::V6, "ipv6/fib_multipath_hash_policy", "ipv6/fib_multipath_hash_fields"),
+    ] {
+        let o = Object::EcmpHash(dpu_wire::EcmpHash {
+            family,
+            policy: read(policy).min(u8::MAX as u32) as u8,
+            fields: read(fields) & dpu_wire::EcmpHash::KNOWN_FIELDS,
+        });
+        // The kernel's default is no setting at all on the DPU.
+        if !matches!(&o, Object::EcmpHash(h) if h.policy == 0) {
+            out.push(o);
+        }
+    }
+    out
 }
 
 fn ifindexes(links: &[Object]) -> Vec<u32> {
@@ -207,6 +238,23 @@ fn link_up(o: &Object) -> bool {
     matches!(o, Object::Link(l) if l.admin_up && matches!(l.oper, OperState::Up | OperState::Unknown))
 }
 
+/// What a batch of changes leaves to do once the mirror's lock is free:
+/// types to re-dump, and links whose own FDB entries to read back.
+#[derive(Default)]
+struct Todo {
+    kinds: Vec<Kind>,
+    link_fdb: Vec<u32>,
+}
+
+impl Todo {
+    fn push(&mut self, k: Kind) {
+        self.kinds.push(k);
+    }
+    fn extend(&mut self, k: impl IntoIterator<Item = Kind>) {
+        self.kinds.extend(k);
+    }
+}
+
 /// How a change is applied.
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
@@ -232,7 +280,7 @@ fn dead_with(m: &Mirror, ifindex: u32) -> Vec<Key> {
 }
 
 /// Applies one change; returns the object types to re-dump because of it.
-fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Vec<Kind>) {
+fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
     let cfg = cx.cfg;
     match change {
         Change::Upsert(o) if !offloaded(m, cfg, &o) => m.delete(&o.key()),
@@ -253,14 +301,20 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Vec<Kind>) {
                             m.delete(&k);
                         }
                     }
+                    // The device's own address filter (the multicast
+                    // groups IPv4 and IPv6 leave at a down) changes with
+                    // no message and no notifier: read back that one
+                    // device's FDB entries.
+                    redump.link_fdb.push(l.ifindex);
                 } else if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
                     // IPv4 routes and neighbours go silently with the link.
                     redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
                 } else if before.is_none() || (!was_up && link_up(&o)) {
                     // A new device's, or a device coming up's, address
                     // filter entries (the `self` permanent FDB entries of
-                    // its multicast list) come with no RTM_NEWNEIGH.
-                    redump.push(Kind::Fdb);
+                    // its multicast list) come with no RTM_NEWNEIGH: read
+                    // back that one device's.
+                    redump.link_fdb.push(l.ifindex);
                 }
             }
             m.upsert(o)
@@ -286,6 +340,8 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Vec<Kind>) {
                         Object::Address(a) => a.ifindex == ifindex,
                         // The firmware's too: their device is gone.
                         Object::Flow(f) => f.ifindex == ifindex,
+                        Object::BridgeAgeing(a) => a.ifindex == ifindex,
+                        Object::PortStp(p) => p.ifindex == ifindex,
                         _ => false,
                     });
                     for k in on_link {
@@ -365,7 +421,7 @@ fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// The keys of routes and nexthop objects a change upserts.
+/// The keys of routes, nexthop objects and FDB entries a change upserts.
 fn upserted(c: &Change, out: &mut Vec<Key>) {
     match c {
         Change::Upsert(o @ (Object::Route(_) | Object::Nexthop(_) | Object::NexthopGroup(_))) => {
@@ -405,10 +461,28 @@ impl Recent {
 }
 
 /// Applies one tap message; returns the types to re-dump.
-fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut Vec<Kind>) {
+fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut Todo) {
     let (keys, ts) = match msg {
         TapMsg::RouteGone { key, ts_ns } => (vec![Key::Route(key)], ts_ns),
         TapMsg::NexthopGone { id, ts_ns } => (vec![Key::Nexthop(id), Key::NexthopGroup(id)], ts_ns),
+        TapMsg::FdbGone { key, ts_ns } => (vec![Key::Fdb(key)], ts_ns),
+        TapMsg::Setting { object, ts_ns } => {
+            let k = object.key();
+            if recent.raced(&k, ts_ns) {
+                m.counters.redumps += 1;
+                redump.push(Kind::of_key(&k).unwrap_or(Kind::Link));
+            } else {
+                m.counters.tap_settings += 1;
+                // Policy 0 is the kernel's default: no setting on the DPU,
+                // as a resync finds it (kernel::settings).
+                let c = match &object {
+                    Object::EcmpHash(h) if h.policy == 0 => Change::Delete(k),
+                    _ => Change::Upsert(object),
+                };
+                apply(m, cx, c, redump);
+            }
+            return;
+        }
         TapMsg::Lost(n) => {
             m.counters.tap_loss_resyncs += 1;
             crate::log!("taps lost {n} records (ring buffer full): resyncing");
@@ -424,6 +498,7 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut
             m.counters.redumps += 1;
             redump.push(match k {
                 Key::Route(_) => Kind::Route,
+                Key::Fdb(_) => Kind::Fdb,
                 _ => Kind::Nexthop,
             });
             continue;
@@ -461,7 +536,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 Some(rx) => smol::future::or(netlink, async { Wake::Tap(rx.recv().await.ok()) }).await,
                 None => netlink.await,
             };
-            let mut redump = Vec::new();
+            let mut redump = Todo::default();
             match wake {
                 Wake::Tap(None) => {
                     crate::log!("taps stopped: netlink alone from now on, after a resync");
@@ -509,7 +584,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                         recent.note(&keys, now);
                     }
                     shared.notify();
-                    if !redump.is_empty() {
+                    if !redump.kinds.is_empty() {
                         shared.lock().counters.redumps += 1;
                     }
                     redump.extend(bad);
@@ -532,11 +607,51 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 }
                 Wake::Netlink(Err(e)) => return Err(e),
             }
-            if !redump.is_empty() {
-                redump.sort();
-                redump.dedup();
-                resync(&shared, &opts.config, &mut dumper, &redump)?;
+            for ifindex in std::mem::take(&mut redump.link_fdb) {
+                resync_link_fdb(&shared, &opts.config, &mut dumper, ifindex)?;
+            }
+            let mut kinds = redump.kinds;
+            if !kinds.is_empty() {
+                kinds.sort();
+                kinds.dedup();
+                resync(&shared, &opts.config, &mut dumper, &kinds)?;
             }
         }
     })
+}
+
+/// Reads back the FDB entries of one device (a bridge port's, or a
+/// device's own address filter: `bridge fdb show dev X`) and reconciles
+/// the mirror's entries of that device with them.
+fn resync_link_fdb(shared: &Shared, cfg: &Config, sock: &mut NlSocket, ifindex: u32) -> io::Result<()> {
+    // The legacy filter of rtnl_fdb_dump: an ifinfomsg header whose
+    // ifi_index names the device.
+    let mut h = vec![nix::libc::AF_BRIDGE as u8, 0, 0, 0];
+    h.extend_from_slice(&ifindex.to_ne_bytes());
+    h.extend_from_slice(&[0; 8]);
+    let fresh = match dump_request(sock, Kind::Fdb, (socket::RTM_GETNEIGH, h)) {
+        Ok((f, _)) => f,
+        // Gone meanwhile: its entries go with its delete.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut m = shared.lock();
+    m.counters.link_fdb_dumps += 1;
+    let fresh: Vec<Object> = fresh
+        .into_iter()
+        .filter(|o| matches!(o, Object::Fdb(f) if f.ifindex == ifindex) && offloaded(&m, cfg, o))
+        .collect();
+    let keep: std::collections::HashSet<Key> = fresh.iter().map(|o| o.key()).collect();
+    let have = m.select(|o| matches!(o, Object::Fdb(f) if f.ifindex == ifindex));
+    for k in have {
+        if !keep.contains(&k) {
+            m.delete(&k);
+        }
+    }
+    for o in fresh {
+        m.upsert(o);
+    }
+    drop(m);
+    shared.notify();
+    Ok(())
 }

@@ -15,7 +15,7 @@ use crate::netlink::Kind;
 use dpu_wire::{Key, Object, Op, Status};
 use std::collections::{HashMap, HashSet, VecDeque};
 
-const RANKS: usize = 9;
+const RANKS: usize = 10;
 
 fn rank(k: &Key) -> usize {
     match k {
@@ -28,6 +28,7 @@ fn rank(k: &Key) -> usize {
         Key::Fdb(_) => 6,
         Key::Vlan(_) => 7,
         Key::Flow(_) => 8,
+        Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => 9,
     }
 }
 
@@ -57,6 +58,12 @@ pub struct MirrorCounters {
     pub dead_routes: u64,
     /// Resyncs after the taps lost records.
     pub tap_loss_resyncs: u64,
+    /// Read-backs of one device's FDB entries after it went down with the
+    /// taps attached (its address filter changes unannounced).
+    pub link_fdb_dumps: u64,
+    /// Settings netlink has no event for, taken from the taps: the ECMP
+    /// hash, a bridge's ageing time, a port's STP state.
+    pub tap_settings: u64,
 }
 
 #[derive(Default)]

@@ -89,13 +89,14 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
                 "sent": c.sent, "refused": c.refused, "retried": c.retried,
                 "filters_not_offloaded": c.not_offloaded,
                 "redumps": c.redumps, "tap_deletes": c.tap_deletes, "dead_routes": c.dead_routes,
-                "tap_loss_resyncs": c.tap_loss_resyncs,
+                "tap_loss_resyncs": c.tap_loss_resyncs, "tap_settings": c.tap_settings,
+                "link_fdb_dumps": c.link_fdb_dumps,
             },
         },
         "mirror": {
             "links": count(Kind::Link), "addresses": count(Kind::Address), "routes": count(Kind::Route),
             "nexthops": count(Kind::Nexthop), "neighbours": count(Kind::Neighbour), "fdb": count(Kind::Fdb),
-            "vlans": count(Kind::Vlan), "flows": count(Kind::Filter),
+            "vlans": count(Kind::Vlan), "flows": count(Kind::Filter), "settings": count(Kind::Setting),
         },
         "dpu": {
             "connected": d.connected,

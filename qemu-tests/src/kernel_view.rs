@@ -447,14 +447,84 @@ pub type View = (
     BTreeSet<(u32, String, u16)>,
     BTreeSet<(u32, u16, bool, bool)>,
     BTreeSet<FlowRow>,
+    BTreeSet<SettingRow>,
 );
 
+/// A switch setting: ("ecmp_hash", family 4/6, policy, fields),
+/// ("ageing", bridge ifindex, centiseconds, 0), ("stp", port ifindex,
+/// BR_STATE_*, 0). The kernel's defaults (hash policy 0, a forwarding
+/// port) are not rows on either side.
+pub type SettingRow = (String, u32, u32, u32);
+
+fn sysctl(ns: &str, name: &str) -> Option<u32> {
+    let out = Command::new("ip").args(["netns", "exec", ns, "sysctl", "-n", name]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// The kernel's switch settings: sysctl, and `ip -d link` for bridges'
+/// ageing times and bridge ports' STP states.
+pub fn kernel_settings(ns: &str) -> BTreeSet<SettingRow> {
+    let mut out = BTreeSet::new();
+    for (fam, v) in [(4, "ipv4"), (6, "ipv6")] {
+        let policy = sysctl(ns, &format!("net.{v}.fib_multipath_hash_policy")).unwrap_or(0);
+        if policy != 0 {
+            let fields = sysctl(ns, &format!("net.{v}.fib_multipath_hash_fields")).unwrap_or(0);
+            out.insert(("ecmp_hash".to_string(), fam, policy, fields & 0xfff));
+        }
+    }
+    for l in json(ns, &["-d", "link"]).as_array().into_iter().flatten() {
+        let ifindex = l["ifindex"].as_u64().unwrap_or(0) as u32;
+        let info = &l["linkinfo"];
+        if let Some(t) = info["info_data"]["ageing_time"].as_u64() {
+            if info["info_kind"] == "bridge" {
+                out.insert(("ageing".to_string(), ifindex, t as u32, 0));
+            }
+        }
+        if info["info_slave_kind"] == "bridge" {
+            let state = match info["info_slave_data"]["state"].as_str().unwrap_or("") {
+                "disabled" => 0,
+                "listening" => 1,
+                "learning" => 2,
+                "blocking" => 4,
+                _ => 3,
+            };
+            if state != 3 {
+                out.insert(("stp".to_string(), ifindex, state, 0));
+            }
+        }
+    }
+    out
+}
+
+pub fn hw_settings(hw: &reader::HwTables) -> BTreeSet<SettingRow> {
+    use dpu_hw::layout::switch_kind;
+    hw.switch
+        .iter()
+        .filter_map(|r| {
+            let e = &r.entry;
+            Some(match e.kind {
+                switch_kind::ECMP_HASH => ("ecmp_hash".to_string(), e.family as u32, e.value, e.value2),
+                switch_kind::BRIDGE_AGEING => ("ageing".to_string(), e.ifindex, e.value, 0),
+                switch_kind::PORT_STP if e.value != 3 => ("stp".to_string(), e.ifindex, e.value, 0),
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
 pub fn kernel_view(ns: &str) -> View {
-    (kernel_routes(ns), kernel_neighbours(ns), kernel_fdb(ns), kernel_vlans(ns), kernel_flows(ns))
+    (
+        kernel_routes(ns),
+        kernel_neighbours(ns),
+        kernel_fdb(ns),
+        kernel_vlans(ns),
+        kernel_flows(ns),
+        kernel_settings(ns),
+    )
 }
 
 pub fn hw_view(hw: &reader::HwTables) -> View {
-    (hw_routes(hw), hw_neighbours(hw), hw_fdb(hw), hw_vlans(hw), hw_flows(hw))
+    (hw_routes(hw), hw_neighbours(hw), hw_fdb(hw), hw_vlans(hw), hw_flows(hw), hw_settings(hw))
 }
 
 fn diff_set<T: Ord + std::fmt::Debug>(what: &str, want: &BTreeSet<T>, got: &BTreeSet<T>, out: &mut String) {
@@ -475,17 +545,19 @@ pub fn diff_views(kernel: &View, hw: &View) -> String {
     diff_set("fdb", &kernel.2, &hw.2, &mut out);
     diff_set("vlan", &kernel.3, &hw.3, &mut out);
     diff_set("flow", &kernel.4, &hw.4, &mut out);
+    diff_set("setting", &kernel.5, &hw.5, &mut out);
     out
 }
 
 /// A one-line summary of a view.
 pub fn view_summary(v: &View) -> String {
     format!(
-        "{} routes, {} neighbours, {} fdb, {} vlans, {} flows",
+        "{} routes, {} neighbours, {} fdb, {} vlans, {} flows, {} settings",
         v.0.len(),
         v.1.len(),
         v.2.len(),
         v.3.len(),
-        v.4.len()
+        v.4.len(),
+        v.5.len()
     )
 }

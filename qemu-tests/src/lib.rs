@@ -816,6 +816,8 @@ impl Model {
                     l.vlan_id,
                     l.vni,
                 )),
+                // Switch settings are compared by kernel_view's settings.
+                Object::EcmpHash(_) | Object::BridgeAgeing(_) | Object::PortStp(_) => {}
                 Object::Address(a) => c.addrs.push((a.ifindex, a.prefix.addr, a.prefix.len, a.scope)),
                 Object::Nexthop(n) => c.nexthops.push((n.id, n.ifindex, n.gateway, n.blackhole)),
                 Object::NexthopGroup(g) => {

@@ -53,10 +53,12 @@ pub enum TableId {
     Fdb = 7,
     Vlan = 8,
     Flow = 9,
+    /// Switch settings: ECMP hash per family, bridge ageing, port STP.
+    Switch = 10,
 }
 
 impl TableId {
-    pub const ALL: [TableId; 10] = [
+    pub const ALL: [TableId; 11] = [
         TableId::Port,
         TableId::Addr,
         TableId::Route4,
@@ -67,8 +69,9 @@ impl TableId {
         TableId::Fdb,
         TableId::Vlan,
         TableId::Flow,
+        TableId::Switch,
     ];
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     pub fn from_u32(v: u32) -> Option<TableId> {
         TableId::ALL.get(v as usize).copied()
@@ -86,6 +89,7 @@ impl TableId {
             TableId::Fdb => "fdb",
             TableId::Vlan => "vlan",
             TableId::Flow => "flow",
+            TableId::Switch => "switch",
         }
     }
 
@@ -101,6 +105,7 @@ impl TableId {
             TableId::Fdb => 40,
             TableId::Vlan => 8,
             TableId::Flow => 208,
+            TableId::Switch => 16,
         }
     }
 
@@ -286,6 +291,44 @@ impl PortEntry {
     pub fn name_str(&self) -> &str {
         let n = self.name.iter().position(|&c| c == 0).unwrap_or(16);
         core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+/// Switch setting entry, 16 bytes: `0 flags | 1 kind | 2 family | 4
+/// ifindex | 8 value | 12 value2`. Key: kind, family, ifindex.
+/// - kind 1, ECMP hash: family 4 or 6, ifindex 0; value = policy
+///   (0 L3, 1 L4, 2 L3 inner, 3 custom), value2 = the custom fields
+///   (`FIB_MULTIPATH_HASH_FIELD_*`). No entry: policy 0.
+/// - kind 2, bridge ageing: family 0, ifindex = the bridge; value =
+///   ageing time in centiseconds.
+/// - kind 3, port STP state: family 0, ifindex = the port; value =
+///   `BR_STATE_*`. No entry: forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SwitchEntry {
+    pub kind: u8,
+    pub family: u8,
+    pub ifindex: u32,
+    pub value: u32,
+    pub value2: u32,
+}
+
+pub mod switch_kind {
+    pub const ECMP_HASH: u8 = 1;
+    pub const BRIDGE_AGEING: u8 = 2;
+    pub const PORT_STP: u8 = 3;
+}
+
+impl SwitchEntry {
+    pub fn encode(&self, b: &mut [u8]) {
+        b.fill(0);
+        b[1] = self.kind;
+        b[2] = self.family;
+        put32(b, 4, self.ifindex);
+        put32(b, 8, self.value);
+        put32(b, 12, self.value2);
+    }
+    pub fn decode(b: &[u8]) -> Self {
+        Self { kind: b[1], family: b[2], ifindex: get32(b, 4), value: get32(b, 8), value2: get32(b, 12) }
     }
 }
 
@@ -733,8 +776,11 @@ mod tests {
 
     #[test]
     fn layout_is_aligned_and_disjoint() {
-        let l =
-            Layout { board: "t".into(), capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31], ecmp_members: 16 };
+        let l = Layout {
+            board: "t".into(),
+            capacity: [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37],
+            ecmp_members: 16,
+        };
         let (descs, total) = l.tables();
         let mut spans: Vec<(usize, usize)> = vec![(0, HEADER_SIZE)];
         for d in &descs {

@@ -102,20 +102,37 @@ impl Packet {
         .to_bytes()
     }
 
-    /// The ECMP hash: FNV-1a over addresses, protocol and ports.
+    /// The ECMP hash with the kernel's L4 policy (addresses, protocol,
+    /// ports): [`Packet::flow_hash_with`] policy 1.
     pub fn flow_hash(&self) -> u32 {
+        self.flow_hash_with(1, 0)
+    }
+
+    /// The ECMP hash: FNV-1a over the fields the policy names, as the
+    /// kernel's fib_multipath_hash does: 0 (and 2, inner headers, which
+    /// the model's packets do not have) addresses only, 1 addresses,
+    /// protocol and ports, 3 the `fields` bits (`FIB_MULTIPATH_HASH_FIELD_*`:
+    /// 0x1 source, 0x2 destination, 0x4 protocol, 0x10 source port, 0x20
+    /// destination port; the flow label and inner fields are 0 here).
+    pub fn flow_hash_with(&self, policy: u32, fields: u32) -> u32 {
+        let f = match policy {
+            1 => 0x37,
+            3 => fields,
+            _ => 0x3,
+        };
         let mut h: u32 = 0x811c_9dc5;
-        let mut eat = |b: &[u8]| {
+        let mut eat = |on: bool, b: &[u8]| {
             for &x in b {
+                let x = if on { x } else { 0 };
                 h ^= x as u32;
                 h = h.wrapping_mul(0x0100_0193);
             }
         };
-        eat(&self.src_ip.map(|i| i.to_bytes16()).unwrap_or([0; 16]));
-        eat(&self.dst_ip.map(|i| i.to_bytes16()).unwrap_or([0; 16]));
-        eat(&[self.ip_proto]);
-        eat(&self.src_port.to_be_bytes());
-        eat(&self.dst_port.to_be_bytes());
+        eat(f & 0x1 != 0, &self.src_ip.map(|i| i.to_bytes16()).unwrap_or([0; 16]));
+        eat(f & 0x2 != 0, &self.dst_ip.map(|i| i.to_bytes16()).unwrap_or([0; 16]));
+        eat(f & 0x4 != 0, &[self.ip_proto]);
+        eat(f & 0x10 != 0, &self.src_port.to_be_bytes());
+        eat(f & 0x20 != 0, &self.dst_port.to_be_bytes());
         // FNV-1a's low bits depend only on the inputs' low bits: finish
         // with a mixer so that `hash % weight` uses every input bit.
         h ^= h >> 16;
@@ -134,6 +151,8 @@ pub enum DropReason {
     VlanFilter,
     /// L2 destination behind the ingress port.
     Hairpin,
+    /// A bridge port whose STP state is not forwarding.
+    StpBlocked,
     NotIp,
     NoRoute,
     Blackhole,
@@ -250,6 +269,10 @@ impl Pipeline<'_> {
         };
         self.count(TableId::Port, in_slot, 0, 1);
         self.count(TableId::Port, in_slot, 1, pkt.len as u64);
+        // A bridge port that is not forwarding takes nothing in.
+        if in_port.master != 0 && !self.forwarding(pkt.in_ifindex) {
+            return Verdict::Drop(DropReason::StpBlocked);
+        }
 
         if let Some(v) = self.flows(&mut pkt) {
             return v;
@@ -311,6 +334,19 @@ impl Pipeline<'_> {
         None
     }
 
+    /// The switch setting of `kind` for `(family, ifindex)`.
+    fn setting(&self, kind: u8, family: u8, ifindex: u32) -> Option<SwitchEntry> {
+        self.entries(TableId::Switch)
+            .map(|(_, b)| SwitchEntry::decode(&b))
+            .find(|e| e.kind == kind && e.family == family && e.ifindex == ifindex)
+    }
+
+    /// Whether a bridge port's STP state lets it forward (no setting:
+    /// forwarding).
+    fn forwarding(&self, ifindex: u32) -> bool {
+        self.setting(switch_kind::PORT_STP, 0, ifindex).is_none_or(|e| e.value == 3)
+    }
+
     fn vlan_of(&self, ifindex: u32) -> Vec<VlanEntry> {
         self.entries(TableId::Vlan)
             .map(|(_, b)| VlanEntry::decode(&b))
@@ -348,6 +384,9 @@ impl Pipeline<'_> {
         };
         if fdb.ifindex == pkt.in_ifindex {
             return Verdict::Drop(DropReason::Hairpin);
+        }
+        if !self.forwarding(fdb.ifindex) {
+            return Verdict::Drop(DropReason::StpBlocked);
         }
         // A bridge without VLAN filtering forwards frames as they came.
         let mut out_vlan = if filtering { None } else { pkt.vlan };
@@ -439,7 +478,10 @@ impl Pipeline<'_> {
         if total == 0 {
             return None;
         }
-        let mut pick = pkt.flow_hash() % total;
+        let fam = family_code(pkt.dst_ip.map(|i| i.family()));
+        let (policy, fields) =
+            self.setting(switch_kind::ECMP_HASH, fam, 0).map(|e| (e.value, e.value2)).unwrap_or((0, 0));
+        let mut pick = pkt.flow_hash_with(policy, fields) % total;
         for i in 0..n {
             let (slot, w) = GroupEntry::member(&buf, i);
             if pick < w as u32 {

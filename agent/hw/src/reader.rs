@@ -43,6 +43,7 @@ pub struct HwTables {
     pub fdb: Vec<Row<FdbEntry>>,
     pub vlans: Vec<Row<VlanEntry>>,
     pub flows: Vec<Row<FlowEntry>>,
+    pub switch: Vec<Row<SwitchEntry>>,
 }
 
 fn rows<E>(r: &Region, t: TableId, mut decode: impl FnMut(&[u8]) -> Option<E>) -> Vec<Row<E>> {
@@ -99,6 +100,7 @@ pub fn read(r: &Region) -> HwTables {
         fdb: rows(r, TableId::Fdb, |b| Some(FdbEntry::decode(b))),
         vlans: rows(r, TableId::Vlan, |b| Some(VlanEntry::decode(b))),
         flows: rows(r, TableId::Flow, |b| Some(FlowEntry::decode(b))),
+        switch: rows(r, TableId::Switch, |b| Some(SwitchEntry::decode(b))),
     }
 }
 
@@ -319,6 +321,33 @@ impl fmt::Display for HwTables {
                 r.counters[0],
                 r.counters[1]
             )?;
+        }
+        for r in &self.switch {
+            let e = &r.entry;
+            match e.kind {
+                switch_kind::ECMP_HASH => writeln!(
+                    f,
+                    "switch[{}] ecmp hash ipv{} policy {} fields {:#x}",
+                    r.slot, e.family, e.value, e.value2
+                )?,
+                switch_kind::BRIDGE_AGEING => writeln!(
+                    f,
+                    "switch[{}] bridge {} ageing {} cs",
+                    r.slot,
+                    self.port_name(e.ifindex),
+                    e.value
+                )?,
+                switch_kind::PORT_STP => writeln!(
+                    f,
+                    "switch[{}] port {} stp state {}",
+                    r.slot,
+                    self.port_name(e.ifindex),
+                    ["disabled", "listening", "learning", "forwarding", "blocking"]
+                        .get(e.value as usize)
+                        .unwrap_or(&"?")
+                )?,
+                k => writeln!(f, "switch[{}] kind {k}", r.slot)?,
+            }
         }
         Ok(())
     }

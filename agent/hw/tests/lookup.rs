@@ -16,7 +16,7 @@ const ECMP: u32 = 8;
 
 fn layout() -> Layout {
     //                 port addr r4  r6  nh  grp neigh fdb vlan flow
-    Layout { board: "t".into(), capacity: [16, 16, 32, 32, 32, 8, 32, 32, 64, 32], ecmp_members: ECMP }
+    Layout { board: "t".into(), capacity: [16, 16, 32, 32, 32, 8, 32, 32, 64, 32, 8], ecmp_members: ECMP }
 }
 
 fn mac(a: u8, b: u8) -> Mac {

@@ -26,7 +26,7 @@ impl Drop for TempFile {
 }
 
 fn layout(board: &str) -> Layout {
-    Layout { board: board.into(), capacity: [8, 8, 16, 16, 16, 4, 16, 16, 16, 16], ecmp_members: 4 }
+    Layout { board: board.into(), capacity: [8, 8, 16, 16, 16, 4, 16, 16, 16, 16, 8], ecmp_members: 4 }
 }
 
 const P1: Mac = Mac([2, 0, 0, 0, 0, 1]);

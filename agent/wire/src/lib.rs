@@ -38,7 +38,7 @@ pub use types::*;
 /// [`msg::ErrorCode::VersionMismatch`]. A `minor` bump may only append new
 /// enum variants (messages, objects, actions) at the end; a peer sends a
 /// variant only if the other side's `minor` announces it.
-pub const VERSION: Version = Version { major: 1, minor: 1 };
+pub const VERSION: Version = Version { major: 1, minor: 2 };
 
 /// Largest decoded frame payload (header, items and CRC) either side accepts.
 pub const MAX_FRAME: usize = 16 * 1024;

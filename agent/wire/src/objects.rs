@@ -52,6 +52,12 @@ pub enum Object {
     Fdb(FdbEntry),
     Vlan(VlanRange),
     Flow(FlowRule),
+    /// Protocol 1.2: how ECMP picks a path, per family.
+    EcmpHash(EcmpHash),
+    /// Protocol 1.2: a bridge's FDB ageing time.
+    BridgeAgeing(BridgeAgeing),
+    /// Protocol 1.2: a bridge port's STP state.
+    PortStp(PortStp),
 }
 
 impl Object {
@@ -66,6 +72,9 @@ impl Object {
             Object::Fdb(o) => Key::Fdb(o.key()),
             Object::Vlan(o) => Key::Vlan(o.key()),
             Object::Flow(o) => Key::Flow(o.cookie),
+            Object::EcmpHash(o) => Key::EcmpHash(o.family),
+            Object::BridgeAgeing(o) => Key::BridgeAgeing(o.ifindex),
+            Object::PortStp(o) => Key::PortStp(o.ifindex),
         }
     }
 
@@ -130,6 +139,30 @@ impl Object {
             }
             Object::Vlan(o) => o.key().validate(),
             Object::Flow(o) => o.validate(),
+            Object::EcmpHash(o) => {
+                if o.policy > EcmpHash::CUSTOM {
+                    return Err("ecmp hash policy above 3");
+                }
+                if o.fields & !EcmpHash::KNOWN_FIELDS != 0 {
+                    return Err("ecmp hash fields with unknown bits");
+                }
+                Ok(())
+            }
+            Object::BridgeAgeing(o) => {
+                if o.ifindex == 0 {
+                    return Err("bridge ifindex 0");
+                }
+                Ok(())
+            }
+            Object::PortStp(o) => {
+                if o.ifindex == 0 {
+                    return Err("port ifindex 0");
+                }
+                if o.state > PortStp::BLOCKING {
+                    return Err("stp state above 4 (blocking)");
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -146,6 +179,9 @@ pub enum Key {
     Fdb(FdbKey),
     Vlan(VlanKey),
     Flow(u64),
+    EcmpHash(Family),
+    BridgeAgeing(u32),
+    PortStp(u32),
 }
 
 impl Key {
@@ -453,6 +489,63 @@ impl VlanRange {
     pub fn key(&self) -> VlanKey {
         VlanKey { ifindex: self.ifindex, vid_start: self.vid_start, vid_end: self.vid_end }
     }
+}
+
+// ---------------------------------------------------- switch settings --
+
+/// ECMP path selection of one family: `net.ipv4.fib_multipath_hash_policy`
+/// and `fib_multipath_hash_fields` (or their `net.ipv6` twins), which
+/// netlink carries no event for. Key: the family. Absent means the
+/// kernel's default, policy 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcmpHash {
+    pub family: Family,
+    /// 0: L3 (addresses; IPv6 also flow label and next header), 1: L4
+    /// (addresses, protocol, ports), 2: L3, inner headers if any, 3:
+    /// custom, the fields below.
+    pub policy: u8,
+    /// `FIB_MULTIPATH_HASH_FIELD_*` bits, used by policy 3.
+    pub fields: u32,
+}
+
+impl EcmpHash {
+    pub const L3: u8 = 0;
+    pub const L4: u8 = 1;
+    pub const L3_INNER: u8 = 2;
+    pub const CUSTOM: u8 = 3;
+    pub const FIELD_SRC_IP: u32 = 1 << 0;
+    pub const FIELD_DST_IP: u32 = 1 << 1;
+    pub const FIELD_IP_PROTO: u32 = 1 << 2;
+    pub const FIELD_FLOWLABEL: u32 = 1 << 3;
+    pub const FIELD_SRC_PORT: u32 = 1 << 4;
+    pub const FIELD_DST_PORT: u32 = 1 << 5;
+    /// Inner-header fields (bits 6..=11).
+    pub const KNOWN_FIELDS: u32 = 0xfff;
+}
+
+/// A bridge's FDB ageing time (`IFLA_BR_AGEING_TIME`). Key: the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeAgeing {
+    pub ifindex: u32,
+    /// Centiseconds (clock_t, USER_HZ), as the kernel reports it.
+    pub ageing_cs: u32,
+}
+
+/// A bridge port's STP state (`IFLA_BRPORT_STATE`). Key: the port. A port
+/// that is not forwarding neither forwards nor learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStp {
+    pub ifindex: u32,
+    /// `BR_STATE_*`.
+    pub state: u8,
+}
+
+impl PortStp {
+    pub const DISABLED: u8 = 0;
+    pub const LISTENING: u8 = 1;
+    pub const LEARNING: u8 = 2;
+    pub const FORWARDING: u8 = 3;
+    pub const BLOCKING: u8 = 4;
 }
 
 // ---------------------------------------------------------------- flows --

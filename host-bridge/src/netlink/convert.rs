@@ -12,7 +12,8 @@ use dpu_wire::*;
 use netlink_packet_core::ParseableParametrized;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVlan, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo,
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVlan, InfoVxlan, LinkAttribute,
+    LinkFlags, LinkInfo,
 };
 use netlink_packet_route::link::{LinkLayerType, LinkMessage, State};
 use netlink_packet_route::neighbour::{
@@ -56,10 +57,13 @@ pub enum Kind {
     Vlan,
     /// tc flower filters on clsact/ingress.
     Filter,
+    /// Settings netlink has no message for: the ECMP hash policy and
+    /// fields (sysctl). Read from /proc/sys, not dumped.
+    Setting,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Link,
         Kind::Address,
         Kind::Nexthop,
@@ -68,6 +72,7 @@ impl Kind {
         Kind::Fdb,
         Kind::Vlan,
         Kind::Filter,
+        Kind::Setting,
     ];
 
     /// The message type and family header of this kind's dump request.
@@ -82,6 +87,8 @@ impl Kind {
             Kind::Fdb => (RTM_GETNEIGH, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Kind::Vlan => (RTM_GETVLAN, vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0]),
             Kind::Filter => filter_dump_request(0),
+            // Not a netlink dump: kernel::dump reads the sysctls.
+            Kind::Setting => (0, Vec::new()),
         }
     }
 
@@ -98,6 +105,9 @@ impl Kind {
             // the others are the firmware's (kernel cookies), not dumped.
             Key::Flow(c) if c >> 63 == 0 => Kind::Filter,
             Key::Flow(_) => return None,
+            // A bridge's ageing and a port's STP state come with its link.
+            Key::BridgeAgeing(_) | Key::PortStp(_) => Kind::Link,
+            Key::EcmpHash(_) => Kind::Setting,
         })
     }
 }
@@ -137,7 +147,20 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
     }
     let m = RouteNetlinkMessage::parse_with_param(payload, msg_type).map_err(|e| e.to_string())?;
     Ok(match m {
-        RouteNetlinkMessage::NewLink(l) => link(&l).map(Change::Upsert).unwrap_or(Change::Ignore),
+        RouteNetlinkMessage::NewLink(l) => match link(&l) {
+            // A link and its switch settings: a bridge's ageing time and a
+            // bridge port's STP state, deleted when it has none (any more).
+            Some(o) => {
+                let ifindex = l.header.index;
+                let (ageing, stp) = switch_settings(&l);
+                Change::Many(vec![
+                    Change::Upsert(o),
+                    ageing.map(Change::Upsert).unwrap_or(Change::Delete(Key::BridgeAgeing(ifindex))),
+                    stp.map(Change::Upsert).unwrap_or(Change::Delete(Key::PortStp(ifindex))),
+                ])
+            }
+            None => Change::Ignore,
+        },
         RouteNetlinkMessage::DelLink(l) if l.header.interface_family == AddressFamily::Unspec => {
             Change::Delete(Key::Link(l.header.index))
         }
@@ -175,6 +198,36 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
 
 fn ip_of(a: &IpAddr) -> Ip {
     Ip::from(*a)
+}
+
+/// A bridge's ageing time (`IFLA_BR_AGEING_TIME`) and a bridge port's STP
+/// state (`IFLA_BRPORT_STATE`), from an AF_UNSPEC link message.
+fn switch_settings(l: &LinkMessage) -> (Option<Object>, Option<Object>) {
+    let ifindex = l.header.index;
+    let (mut ageing, mut stp) = (None, None);
+    for a in &l.attributes {
+        let LinkAttribute::LinkInfo(infos) = a else { continue };
+        for i in infos {
+            match i {
+                LinkInfo::Data(InfoData::Bridge(b)) => {
+                    for x in b {
+                        if let InfoBridge::AgeingTime(t) = x {
+                            ageing = Some(Object::BridgeAgeing(BridgeAgeing { ifindex, ageing_cs: *t }));
+                        }
+                    }
+                }
+                LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                    for x in p {
+                        if let InfoBridgePort::State(s) = x {
+                            stp = Some(Object::PortStp(PortStp { ifindex, state: u8::from(*s) }));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    (ageing, stp)
 }
 
 fn link(l: &LinkMessage) -> Option<Object> {

@@ -8,10 +8,10 @@
 //! buffer fills, and the kernel counts drops: loss is always seen, and
 //! repaired by a resync.
 
-use super::record::{Event, FibEvent, NhEvent, Record};
+use super::record::{Attr, Event, FdbEvent, FibEvent, NhEvent, Record};
 use super::{current_netns, Counts, TapState, Taps};
 use crate::kernel::Shared;
-use dpu_wire::{Ip, Prefix, RouteKey};
+use dpu_wire::{BridgeAgeing, EcmpHash, Family, FdbKey, Ip, Mac, Object, PortStp, Prefix, RouteKey};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -24,6 +24,12 @@ pub enum TapMsg {
     RouteGone { key: RouteKey, ts_ns: u64 },
     /// A nexthop object is gone (a link's flush removes them unannounced).
     NexthopGone { id: u32, ts_ns: u64 },
+    /// A bridge FDB entry left a port: deleted, or moved to another port
+    /// (a station move, which netlink announces only as the new entry).
+    FdbGone { key: FdbKey, ts_ns: u64 },
+    /// A setting netlink has no event for: the ECMP hash policy and fields
+    /// (a sysctl), a bridge's ageing time, a port's STP state.
+    Setting { object: Object, ts_ns: u64 },
     /// `n` records were lost since the last report: resync.
     Lost(u64),
 }
@@ -64,6 +70,31 @@ pub fn translate(r: &Record) -> Option<TapMsg> {
             Some(TapMsg::RouteGone { key, ts_ns })
         }
         Event::Nexthop(n) if n.event == NhEvent::Del => Some(TapMsg::NexthopGone { id: n.id, ts_ns }),
+        Event::MpathHash(h) => {
+            let family = if h.v6 { Family::V6 } else { Family::V4 };
+            let fields = h.fields & EcmpHash::KNOWN_FIELDS;
+            Some(TapMsg::Setting {
+                object: Object::EcmpHash(EcmpHash { family, policy: h.policy, fields }),
+                ts_ns,
+            })
+        }
+        Event::PortAttr(a) => match a.attr {
+            Attr::StpState(state) => Some(TapMsg::Setting {
+                object: Object::PortStp(PortStp { ifindex: a.ifindex, state }),
+                ts_ns,
+            }),
+            Attr::AgeingTime(t) => Some(TapMsg::Setting {
+                object: Object::BridgeAgeing(BridgeAgeing {
+                    ifindex: a.ifindex,
+                    ageing_cs: t.min(u32::MAX as u64) as u32,
+                }),
+                ts_ns,
+            }),
+            _ => None,
+        },
+        Event::Fdb(f) if matches!(f.event, FdbEvent::DelToDevice | FdbEvent::TpDelete) => {
+            Some(TapMsg::FdbGone { key: FdbKey { ifindex: f.ifindex, mac: Mac(f.mac), vid: f.vid }, ts_ns })
+        }
         _ => None,
     }
 }
