@@ -475,9 +475,9 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut
                 m.counters.tap_settings += 1;
                 // Policy 0 is the kernel's default: no setting on the DPU,
                 // as a resync finds it (kernel::settings).
-                let c = match &object {
+                let c = match *object {
                     Object::EcmpHash(h) if h.policy == 0 => Change::Delete(k),
-                    _ => Change::Upsert(object),
+                    o => Change::Upsert(o),
                 };
                 apply(m, cx, c, redump);
             }

@@ -119,8 +119,10 @@ fn main() -> ExitCode {
                 Ok(())
             }
             "--taps" => val("--taps").and_then(|v| match v.as_str() {
-                "on" => Ok(taps = true),
-                "off" => Ok(taps = false),
+                "on" | "off" => {
+                    taps = v == "on";
+                    Ok(())
+                }
                 o => Err(format!("--taps: {o:?} is neither on nor off")),
             }),
             "--tap-ring" => val("--tap-ring").and_then(|v| parse_size(&v).map(|n| tap_ring = n)),

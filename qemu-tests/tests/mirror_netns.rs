@@ -199,6 +199,25 @@ fn mirror_follows_the_kernel() {
     s.start_bridge();
     s.converge(30);
 
+    // The taps: each one named at start, attached or unavailable with the
+    // kernel's reason. On a kernel that refuses the FIB and nexthop taps
+    // (this build host's: fentry EPERM, no kprobes) host-bridge says it
+    // falls back to netlink alone, and the link-down below is mirrored by
+    // the re-dump.
+    let log = s.log("hb.log");
+    for t in host_bridge::notifier::TAPS {
+        let line = log.lines().find(|l| l.contains(&format!("tap {} ({})", t.name, t.chain)));
+        let line = line.unwrap_or_else(|| panic!("tap {} not reported:\n{log}", t.name));
+        assert!(
+            ["fexit", "fentry", "kprobe", "tp_btf", "unavailable ("].iter().any(|m| line.contains(m)),
+            "{line}"
+        );
+    }
+    let fib_off = log.lines().any(|l| l.contains("tap fib (") && l.contains("unavailable"));
+    if fib_off {
+        assert!(log.contains("a link going down re-dumps routes"), "{log}");
+    }
+
     // Changes as a user makes them.
     s.sh("ip route add 10.70.0.0/16 via 192.0.2.254 dev v0; ip route replace 10.10.0.0/16 nhid 11; ip route del 10.60.0.0/16");
     s.sh("ip neigh replace 192.0.2.254 lladdr 02:00:00:00:00:ab dev v0");

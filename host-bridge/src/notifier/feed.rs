@@ -29,7 +29,7 @@ pub enum TapMsg {
     FdbGone { key: FdbKey, ts_ns: u64 },
     /// A setting netlink has no event for: the ECMP hash policy and fields
     /// (a sysctl), a bridge's ageing time, a port's STP state.
-    Setting { object: Object, ts_ns: u64 },
+    Setting { object: Box<Object>, ts_ns: u64 },
     /// `n` records were lost since the last report: resync.
     Lost(u64),
 }
@@ -74,20 +74,20 @@ pub fn translate(r: &Record) -> Option<TapMsg> {
             let family = if h.v6 { Family::V6 } else { Family::V4 };
             let fields = h.fields & EcmpHash::KNOWN_FIELDS;
             Some(TapMsg::Setting {
-                object: Object::EcmpHash(EcmpHash { family, policy: h.policy, fields }),
+                object: Box::new(Object::EcmpHash(EcmpHash { family, policy: h.policy, fields })),
                 ts_ns,
             })
         }
         Event::PortAttr(a) => match a.attr {
             Attr::StpState(state) => Some(TapMsg::Setting {
-                object: Object::PortStp(PortStp { ifindex: a.ifindex, state }),
+                object: Box::new(Object::PortStp(PortStp { ifindex: a.ifindex, state })),
                 ts_ns,
             }),
             Attr::AgeingTime(t) => Some(TapMsg::Setting {
-                object: Object::BridgeAgeing(BridgeAgeing {
+                object: Box::new(Object::BridgeAgeing(BridgeAgeing {
                     ifindex: a.ifindex,
                     ageing_cs: t.min(u32::MAX as u64) as u32,
-                }),
+                })),
                 ts_ns,
             }),
             _ => None,
