@@ -75,7 +75,7 @@ enum tap { TAP_FIB, TAP_NH, TAP_NH_BUCKET, TAP_SDB, TAP_NETDEV };
 struct stash_key {
 	__u64 pid_tgid;
 	__u32 tap;
-	__u32 pad;
+	__u32 level;	/* the call's depth in this task */
 };
 
 struct stash_args {
@@ -285,19 +285,54 @@ int BPF_PROG(fib_fexit, struct net *net, enum fib_event_type ev, struct fib_noti
 	return on_fib(net, ev, info, ret, NTF_F_RET);
 }
 
+/* Calls of one chain nest (a netdevice handler bringing up an upper device,
+ * say): each task's stash is a stack per tap, keyed by depth; kretprobes
+ * fire in the reverse order of their kprobes. */
+struct depth_key {
+	__u64 pid_tgid;
+	__u32 tap;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct depth_key);
+	__type(value, __u32);
+} depth SEC(".maps");
+
 static __always_inline void stash_put(__u32 tap, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4)
 {
-	struct stash_key k = { .pid_tgid = bpf_get_current_pid_tgid(), .tap = tap };
+	struct depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .tap = tap };
 	struct stash_args v = { .a = { a0, a1, a2, a3, a4 } };
+	struct stash_key k = { .pid_tgid = dk.pid_tgid, .tap = tap };
+	__u32 *d = bpf_map_lookup_elem(&depth, &dk);
+	__u32 n = d ? *d : 0;
 
+	k.level = n;
 	bpf_map_update_elem(&stash, &k, &v, BPF_ANY);
+	n++;
+	bpf_map_update_elem(&depth, &dk, &n, BPF_ANY);
 }
 
+/* The arguments of the innermost call of @tap in this task; the caller
+ * deletes @k once done. */
 static __always_inline struct stash_args *stash_get(__u32 tap, struct stash_key *k)
 {
-	k->pid_tgid = bpf_get_current_pid_tgid();
+	struct depth_key dk = { .pid_tgid = bpf_get_current_pid_tgid(), .tap = tap };
+	__u32 *d = bpf_map_lookup_elem(&depth, &dk);
+	__u32 n;
+
+	if (!d || !*d)
+		return NULL;
+	n = *d - 1;
+	if (n)
+		bpf_map_update_elem(&depth, &dk, &n, BPF_ANY);
+	else
+		bpf_map_delete_elem(&depth, &dk);
+	k->pid_tgid = dk.pid_tgid;
 	k->tap = tap;
-	k->pad = 0;
+	k->level = n;
 	return bpf_map_lookup_elem(&stash, k);
 }
 

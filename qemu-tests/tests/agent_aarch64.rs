@@ -96,14 +96,25 @@ fn snapshot_updates_deletes() {
     let mut t100 = tcp(P0, ip4(1, 1, 1, 1), 1000);
     t100.table = T100;
     assert_eq!(lookup::process(&region, &t100).verdict, fwd(P1, nmac(2), port_mac(P1)), "table 100");
-    // The group route spreads over both members.
-    let egress: std::collections::BTreeSet<u32> = (0..64)
-        .filter_map(|s| match lookup::process(&region, &tcp(P1, ip4(198, 51, 100, 7), 1000 + s)).verdict {
-            Verdict::Forward { ifindex, .. } => Some(ifindex),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(egress, [P0, P1].into(), "ECMP over group {GROUP}");
+    // The group route: flows that differ only in their source port take
+    // one member under the kernel's default hash policy (0, L3), and
+    // spread over both once the DPU hears policy 1 (L4).
+    let egress = || -> std::collections::BTreeSet<u32> {
+        (0..64)
+            .filter_map(|s| {
+                match lookup::process(&region, &tcp(P1, ip4(198, 51, 100, 7), 1000 + s)).verdict {
+                    Verdict::Forward { ifindex, .. } => Some(ifindex),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+    assert_eq!(egress().len(), 1, "ECMP over group {GROUP}, L3 hash: one member for one address pair");
+    let l4 = [Op::Upsert(Object::EcmpHash(EcmpHash { family: Family::V4, policy: EcmpHash::L4, fields: 0 }))];
+    assert_all_ok(&link.apply(&l4).expect("hash policy"), 1);
+    assert_eq!(egress(), [P0, P1].into(), "ECMP over group {GROUP}, L4 hash");
+    assert_all_ok(&link.apply(&[Op::Delete(Key::EcmpHash(Family::V4))]).expect("hash policy"), 1);
+    assert_eq!(egress().len(), 1, "ECMP over group {GROUP}, back to the default");
 
     // Updates: a route's nexthop, a neighbour's MAC, a group's members.
     let upd = vec![

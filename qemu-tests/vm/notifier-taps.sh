@@ -42,6 +42,7 @@ br0=$(ifx br0)
 
 # ---- The stream: which mechanism each tap got -----------------------------
 $bin/host-bridge notifiers --netns $ns --json >$work/taps.json 2>$work/taps.err &
+ntf=$!
 for _ in $(seq 100); do grep -q "^tap netevent" $work/taps.err 2>/dev/null && break; sleep 0.1; done
 cat $work/taps.err
 for t in fib nexthop switchdev switchdev-blocking netdevice netevent; do
@@ -52,7 +53,8 @@ done
 # for which the predicate holds; `e` is r["event"].
 want() {
 	local what=$1 pred=$2
-	if python3 - "$work/taps.json" "$pred" <<'EOF'; then ok "$what"; else bad "$what"; tail -n 20 $work/taps.json; fi
+	local file=${stream:-$work/taps.json}
+	if python3 - "$file" "$pred" <<'EOF'; then ok "$what"; else bad "$what"; tail -n 20 "$file"; fi
 import json, sys, time
 path, pred = sys.argv[1], sys.argv[2]
 deadline = time.time() + 10
@@ -147,12 +149,36 @@ x "sysctl -qw net.ipv6.fib_multipath_hash_policy=3; sysctl -qw net.ipv6.fib_mult
 f=$(ip netns exec $ns sysctl -n net.ipv6.fib_multipath_hash_fields)
 want "ipv6 multipath hash fields $f" "e['type']=='mpath_hash' and e['v6'] and e['policy']==3 and e['fields']==$f"
 
+# The kprobe fallbacks, forced: every tap attaches with kprobes, and their
+# records carry the chain's result as the fexit ones do.
+HOST_BRIDGE_TAPS_SKIP=fexit,fentry $bin/host-bridge notifiers --netns $ns --json \
+	>$work/kp.json 2>$work/kp.err &
+kpn=$!
+for _ in $(seq 100); do grep -q "^tap netevent" $work/kp.err 2>/dev/null && break; sleep 0.1; done
+cat $work/kp.err
+for t in fib nexthop nexthop-bucket switchdev switchdev-blocking netdevice netevent; do
+	check "tap $t attached as kprobe" grep -qE "^tap $t \(.*\): kprobe" $work/kp.err
+done
+x "ip route add 10.40.0.0/24 via 192.0.2.2 dev d1 metric 7
+ip nexthop add id 8 via 192.0.2.8 dev d1
+bridge vlan add vid 43 dev p1
+ip link set d1 mtu 1450
+sysctl -qw net.ipv4.fib_multipath_hash_policy=0"
+stream=$work/kp.json
+want "kprobe: fib add" "e['type']=='fib' and e['dst']=='10.40.0.0' and e['metric']==7 and r['ret']==0"
+want "kprobe: nexthop" "e['type']=='nexthop' and e['id']==8 and e['path']['gateway']=='192.0.2.8' and r['ret']==0"
+want "kprobe: port vlan" "e['type']=='port_obj' and e['vid']==43 and e['ifindex']==$p1 and r['ret'] is not None"
+want "kprobe: changemtu" "e['type']=='netdev' and e['event']=='change_mtu' and e['mtu']==1450"
+want "kprobe: hash policy" "e['type']=='mpath_hash' and not e['v6'] and e['policy']==0"
+unset stream
+kill $kpn 2>/dev/null || true
+
 # Only the tapped netns passes.
 ip link add other0 type veth peer name other1
 ip link set other0 mtu 1300
 sleep 0.5
 check "other netns filtered" sh -c "! grep -q other0 $work/taps.json"
-kill %1 2>/dev/null || true
+kill $ntf 2>/dev/null || true
 
 # ---- The mirror: link down with routes on it, no re-dump ------------------
 $bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw >/dev/null 2>$work/agent.log &
@@ -165,6 +191,7 @@ ip route add 10.101.0.0/24 via 192.0.2.9 metric 60
 ip nexthop add id 20 via 198.18.0.3 dev d2
 ip route add 10.102.0.0/24 nhid 20"
 $bin/host-bridge run --netns $ns --agent $work/agent.sock --status $work/status.sock >/dev/null 2>$work/hb.log &
+hb1=$!
 status() { $bin/host-bridge status --status $work/status.sock --json; }
 counter() { status | python3 -c "import json,sys; print(json.load(sys.stdin)['host_bridge']['counters']['$1'])"; }
 mc() { $bin/mirror-check $ns $work/hw 30; }
@@ -223,8 +250,8 @@ check "mirror: routes back" mc
 x "ip addr del 198.18.1.1/24 dev d2"
 check "mirror: a route flushed with its source address" mc
 check "tap deletes counted" test "$(counter tap_deletes)" -gt 0
-kill %3 2>/dev/null || true
-wait %3 2>/dev/null || true
+kill $hb1 2>/dev/null || true
+wait $hb1 2>/dev/null || true
 
 # ---- A tiny ring buffer overflows: counted, resynced, equal ----------------
 x "for i in \$(seq 1 600); do echo \"route add 10.110.\$((i / 250)).\$((i % 250))/32 via 198.18.0.2\"; done | ip -batch -"
