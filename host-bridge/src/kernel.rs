@@ -468,6 +468,21 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut
         TapMsg::FdbGone { key, ts_ns } => (vec![Key::Fdb(key)], ts_ns),
         TapMsg::Setting { object, ts_ns } => {
             let k = object.key();
+            // A port's STP state and a bridge's ageing are set from a
+            // deferred work item: one may come for a port already gone
+            // from its bridge (or gone altogether) after netlink said so.
+            let stale = match &*object {
+                Object::PortStp(p) => {
+                    !matches!(m.get(&Key::Link(p.ifindex)), Some(Object::Link(l)) if l.master != 0)
+                }
+                Object::BridgeAgeing(a) => {
+                    !matches!(m.get(&Key::Link(a.ifindex)), Some(Object::Link(l)) if l.kind == LinkKind::Bridge)
+                }
+                _ => false,
+            };
+            if stale {
+                return;
+            }
             if recent.raced(&k, ts_ns) {
                 m.counters.redumps += 1;
                 redump.push(Kind::of_key(&k).unwrap_or(Kind::Link));
