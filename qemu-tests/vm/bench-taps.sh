@@ -88,7 +88,7 @@ for ring in 1M 4M; do
 	sleep 2
 	kill $npid 2>/dev/null || true
 	wait $npid 2>/dev/null || true
-	lost=$(grep -o '[0-9]* records lost' $work/ntf-$ring.err | awk '{s += $1} END {print s + 0}')
+	lost=$({ grep -o '[0-9]* records lost' $work/ntf-$ring.err || true; } | awk '{s += $1} END {print s + 0}')
 	python3 -c "
 n = $n; t = $t1 - $t0; lost = $lost
 print(f'ring $ring: {n} route adds in {t:.2f} s = {n / t:,.0f} records/s into the taps, {lost} lost')"
