@@ -421,18 +421,24 @@ fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// The keys of routes, nexthop objects and FDB entries a change upserts.
+/// The keys a change upserts that a tap message may also name: routes,
+/// nexthop objects, FDB entries, a bridge's ageing, a port's STP state.
 fn upserted(c: &Change, out: &mut Vec<Key>) {
     match c {
-        Change::Upsert(o @ (Object::Route(_) | Object::Nexthop(_) | Object::NexthopGroup(_))) => {
-            out.push(o.key())
-        }
+        Change::Upsert(
+            o @ (Object::Route(_)
+            | Object::Nexthop(_)
+            | Object::NexthopGroup(_)
+            | Object::Fdb(_)
+            | Object::BridgeAgeing(_)
+            | Object::PortStp(_)),
+        ) => out.push(o.key()),
         Change::Many(v) => v.iter().for_each(|c| upserted(c, out)),
         _ => {}
     }
 }
 
-/// Netlink upserts of routes and nexthop objects in the last
+/// Netlink upserts of those keys ([`upserted`]) in the last
 /// [`RECENT`], by the time their message was read: a tap delete of the same
 /// key from before that time may be older or newer than the add.
 struct Recent {
@@ -511,11 +517,7 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut
         }
         if recent.raced(&k, ts) {
             m.counters.redumps += 1;
-            redump.push(match k {
-                Key::Route(_) => Kind::Route,
-                Key::Fdb(_) => Kind::Fdb,
-                _ => Kind::Nexthop,
-            });
+            redump.push(Kind::of_key(&k).unwrap_or(Kind::Route));
             continue;
         }
         m.counters.tap_deletes += 1;
