@@ -1,5 +1,5 @@
-//! Compiles the BPF flow offload firmware (bpf/firmware/flow_fw.bpf.c) and
-//! the notifier taps (bpf/notifier/notifier.bpf.c) with clang into
+//! Compiles the BPF flow and FIB offload firmware (bpf/firmware/flow_fw.bpf.c,
+//! fib_fw.bpf.c) and the notifier taps (bpf/notifier/notifier.bpf.c) with clang into
 //! OUT_DIR; src/firmware.rs and src/notifier/ embed the objects.
 //! Needs clang and libbpf's headers (libbpf-dev); `cross/setup.sh`
 //! installs both.
@@ -11,6 +11,7 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("manifest dir"));
     println!("cargo:rerun-if-env-changed=CLANG");
     compile(&root.join("../bpf/firmware"), "flow_fw", &["flow_fw.h", "vmlinux.h"]);
+    compile(&root.join("../bpf/firmware"), "fib_fw", &["fib_fw.h", "vmlinux.h"]);
     compile(&root.join("../bpf/notifier"), "notifier", &["notifier.h", "vmlinux.h"]);
 }
 

@@ -14,8 +14,15 @@
 #    hardware, its counters come back into tc -s, a full DPU table gives
 #    ENOSPC, a firmware the verifier refuses gives a clear error, a pinned
 #    firmware survives a host-bridge kill and is adopted on restart;
-#  - bpf/kernel/tests/run.sh: the series' kselftest for the netdevsim
-#    flow-offload struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh).
+#  - qemu-tests/vm/fib-offload.sh: host-bridge attaches the FIB firmware
+#    to a netdevsim device; more routes than the DPU holds: rt_offload on
+#    exactly the routes the DPU hardware holds, rt_offload_failed on the
+#    refused ones, refused routes flip once room frees (announced with
+#    fib_notify_on_flag_change), netdevsim's trap flags once host-bridge
+#    stops;
+#  - bpf/kernel/tests/run.sh: the series' kselftests for the netdevsim
+#    struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh, bpf-fib-ops.sh) and
+#    netdevsim's own fib.sh.
 #
 #   bash qemu-tests/vm-tests.sh [--debug]
 #
@@ -46,6 +53,7 @@ failed=0
 for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/notifier-taps.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/netdevsim-firmware.sh $objs/bad_fw.bpf.o" \
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/fib-offload.sh" \
     "bpf/kernel/tests/run.sh --kernel $kernel"; do
     echo "vm-tests: $t"
     # Through a pipe: something in the VM stack reopens its stdout

@@ -182,4 +182,55 @@ struct nsim_flow_ops {
 	u32 dev_id;
 };
 
+/* The FIB firmware's types (patch 4), laid out as the kernel has them:
+ * fib_fw.bpf.c copies the route and sizes the batch by them, and
+ * host-bridge's src/fib_fw.rs asserts the same sizes.
+ */
+enum fib_event_type {
+	FIB_EVENT_ENTRY_REPLACE = 0,
+	FIB_EVENT_ENTRY_APPEND = 1,
+	FIB_EVENT_ENTRY_ADD = 2,
+	FIB_EVENT_ENTRY_DEL = 3,
+	FIB_EVENT_RULE_ADD = 4,
+	FIB_EVENT_RULE_DEL = 5,
+	FIB_EVENT_NH_ADD = 6,
+	FIB_EVENT_NH_DEL = 7,
+	FIB_EVENT_VIF_ADD = 8,
+	FIB_EVENT_VIF_DEL = 9,
+};
+
+struct bpf_nsim_fib_route {
+	__be32 dst[4];
+	u32 tb_id;
+	u32 metric;
+	u32 nhs;
+	u32 nh_id;
+	u32 event;
+	u8 family;
+	u8 dst_len;
+	u8 dscp;
+	u8 type;
+} __attribute__((preserve_access_index));
+
+struct nsim_fib_ops {
+	int (*route_event)(const struct bpf_nsim_fib_route *rt);
+	u32 dev_id;
+};
+
+struct bpf_nsim_fib_hw_flags {
+	__be32 dst[4];
+	u32 tb_id;
+	u32 metric;
+	u8 family;
+	u8 dst_len;
+	u8 flags;
+	u8 __pad;
+};
+
+struct bpf_nsim_fib_hw_flags_batch {
+	u32 dev_id;
+	u32 count;
+	struct bpf_nsim_fib_hw_flags routes[];
+};
+
 #endif /* __VMLINUX_H__ */

@@ -158,7 +158,9 @@ fn synced(
         let ops = decode_chunk(chunk);
         let r = link.apply(&ops)?;
         refused += r.failures.len();
-        freed |= shared.lock().results(&ops, &r.failures);
+        let mut m = shared.lock();
+        freed |= m.results(&ops, &r.failures);
+        shared.fib_due(&m);
     }
     let (unchanged, written, removed) = link.end_snapshot(*generation)?;
     crate::log!(
@@ -189,6 +191,7 @@ fn synced(
             if m.results(&ops, &r.failures) {
                 m.retry_refused();
             }
+            shared.fib_due(&m);
         } else if last_tx.elapsed() >= HEARTBEAT {
             link.heartbeat()?;
             last_tx = Instant::now();

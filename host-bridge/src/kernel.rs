@@ -42,21 +42,40 @@ pub struct Shared {
     pub bell: EventFd,
     /// The notifier taps' state, when they run.
     pub taps: Mutex<Option<TapsStatus>>,
+    /// Rung when routes' offload flags are due (`Mirror::fib_dirty`): the
+    /// FIB firmware's thread polls it.
+    pub fib_bell: EventFd,
+    /// The FIB firmware's state, when it runs.
+    pub fib: Mutex<Option<crate::fib_fw::FibFwStatus>>,
 }
 
 impl Shared {
     pub fn new() -> io::Result<Arc<Self>> {
         let bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let fib_bell = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         Ok(Arc::new(Shared {
             mirror: Mutex::new(Mirror::new()),
             wake: Condvar::new(),
             bell,
             taps: Mutex::new(None),
+            fib_bell,
+            fib: Mutex::new(None),
         }))
     }
 
     pub fn taps(&self) -> std::sync::MutexGuard<'_, Option<TapsStatus>> {
         self.taps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn fib(&self) -> std::sync::MutexGuard<'_, Option<crate::fib_fw::FibFwStatus>> {
+        self.fib.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the FIB firmware's thread if route flags are due.
+    pub fn fib_due(&self, m: &Mirror) {
+        if !m.fib_dirty.is_empty() {
+            let _ = self.fib_bell.write(1);
+        }
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {

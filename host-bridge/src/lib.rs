@@ -9,6 +9,7 @@ pub mod agent_link;
 pub mod channel;
 pub mod config;
 pub mod dpu;
+pub mod fib_fw;
 pub mod firmware;
 pub mod kernel;
 pub mod mirror;

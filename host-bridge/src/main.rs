@@ -49,6 +49,10 @@ RUN OPTIONS:
                        /sys/fs/bpf/host-bridge) so that it stays attached
                        while host-bridge is down, and adopt it on restart:
                        offloaded rules survive host-bridge restarts
+    --fib-firmware IDS Load the BPF FIB offload firmware and attach it to
+                       these netdevsim devices: the kernel's route offload
+                       flags (ip route: rt_offload, rt_offload_failed)
+                       follow what the DPU did with each route
 
     --taps on|off      Attach the notifier taps (bpf/notifier/) [default: on]:
                        routes the kernel flushes with a link go from the
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
     let mut config = host_bridge::config::Config::default();
     let mut firmware: Vec<u32> = Vec::new();
     let mut firmware_pin: Option<PathBuf> = None;
+    let mut fib_firmware: Vec<u32> = Vec::new();
     let mut all = false;
     let mut taps = true;
     let mut tap_ring = host_bridge::notifier::DEFAULT_RING;
@@ -114,6 +119,16 @@ fn main() -> ExitCode {
                     .map(|v| firmware = v)
             }),
             "--firmware-pin" => val("--firmware-pin").map(|v| firmware_pin = Some(v.into())),
+            "--fib-firmware" => val("--fib-firmware").and_then(|v| {
+                v.split(',')
+                    .map(|d| {
+                        d.trim()
+                            .parse::<u32>()
+                            .map_err(|_| format!("--fib-firmware: {d:?} is not a device id"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| fib_firmware = v)
+            }),
             "--json" => {
                 json = true;
                 Ok(())
@@ -178,6 +193,13 @@ fn main() -> ExitCode {
                     }
                 }
             };
+            // Before the agent session: the DPU's first answers are kept.
+            if !fib_firmware.is_empty() {
+                if let Err(e) = host_bridge::fib_fw::start(shared.clone(), fib_firmware) {
+                    eprintln!("host-bridge: FIB firmware: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             {
                 let (shared, state) = (shared.clone(), state.clone());
                 std::thread::spawn(move || dpu::run(shared, state, agent, fw));

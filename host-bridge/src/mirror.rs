@@ -12,7 +12,7 @@
 //! flows, then deletes in the reverse order.
 
 use crate::netlink::Kind;
-use dpu_wire::{Key, Object, Op, Status};
+use dpu_wire::{Key, Object, Op, RouteKey, RouteNexthops, RouteType, Status};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 const RANKS: usize = 10;
@@ -81,11 +81,91 @@ pub struct Mirror {
     /// The initial dump is complete: the shadow is the kernel's state and
     /// may be sent as a snapshot (an empty shadow would flush the DPU).
     pub ready: bool,
+    /// With the FIB firmware (`--fib-firmware`): what the DPU did with
+    /// each route, from its results: true, it holds it; false, it refused
+    /// it. A route changed since its last result has no entry: its flags
+    /// wait for the DPU's answer.
+    fib_hw: Option<HashMap<RouteKey, bool>>,
+    /// Routes whose kernel offload flags must be set again (see
+    /// `fib_fw.rs`).
+    pub fib_dirty: HashSet<RouteKey>,
+}
+
+/// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
+pub const FIB_F_OFFLOAD: u8 = 1;
+pub const FIB_F_OFFLOAD_FAILED: u8 = 4;
+
+/// A route as netdevsim holds it, from the FIB firmware's event: what is
+/// compared with the mirrored route before its flags are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldRoute {
+    pub key: RouteKey,
+    /// `RTN_*`.
+    pub rtn_type: u8,
+    pub nhs: u32,
+    pub nh_id: u32,
 }
 
 impl Mirror {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps the DPU's answer for every route from now on, for the kernel's
+    /// route offload flags.
+    pub fn track_fib_flags(&mut self) {
+        self.fib_hw.get_or_insert_with(HashMap::new);
+    }
+
+    /// The offload flags the DPU's answer gives a route, if it answered
+    /// for its current state.
+    pub fn fib_flags(&self, k: &RouteKey) -> Option<u8> {
+        match self.fib_hw.as_ref()?.get(k)? {
+            true => Some(FIB_F_OFFLOAD),
+            false => Some(FIB_F_OFFLOAD_FAILED),
+        }
+    }
+
+    /// netdevsim took this route (the kernel uses it): its flags go again,
+    /// if the DPU answered for the route as the mirror has it and netdevsim
+    /// holds the same route. Otherwise the mirror is behind the kernel (its
+    /// netlink message is still on the way) or the DPU has not answered;
+    /// the DPU's result sets the flags then.
+    pub fn fib_asked(&mut self, held: &HeldRoute) -> bool {
+        if self.fib_flags(&held.key).is_none() {
+            return false;
+        }
+        let Some(Object::Route(r)) = self.get(&Key::Route(held.key)) else { return false };
+        let rtn = match r.kind {
+            RouteType::Unicast => 1,
+            RouteType::Local => 2,
+            RouteType::Blackhole => 6,
+            RouteType::Unreachable => 7,
+            RouteType::Prohibit => 8,
+        };
+        let same = rtn == held.rtn_type
+            && match &r.nexthops {
+                RouteNexthops::Object(id) => *id == held.nh_id,
+                // IPv6 multipath routes grow path by path (APPEND): only
+                // IPv4 counts them.
+                RouteNexthops::Paths(p) => {
+                    held.nh_id == 0
+                        && (held.key.dst.family() == dpu_wire::Family::V6 || p.len() as u32 == held.nhs)
+                }
+                RouteNexthops::None => held.nh_id == 0,
+            };
+        if same {
+            self.fib_dirty.insert(held.key);
+        }
+        same
+    }
+
+    /// Every route the DPU answered for goes again (the firmware lost
+    /// events).
+    pub fn fib_all_dirty(&mut self) {
+        if let Some(h) = &self.fib_hw {
+            self.fib_dirty.extend(h.keys().copied());
+        }
     }
 
     fn mark(&mut self, key: Key, upsert: bool) {
@@ -104,6 +184,9 @@ impl Mirror {
             return;
         }
         self.counters.changes += 1;
+        if let (Key::Route(k), Some(h)) = (&key, &mut self.fib_hw) {
+            h.remove(k);
+        }
         if self.shadow.insert(key, bytes.into_boxed_slice()).is_none() {
             if let Some(k) = Kind::of_key(&key) {
                 self.counts[k as usize] += 1;
@@ -153,6 +236,10 @@ impl Mirror {
             }
             self.counters.changes += 1;
             self.refused.remove(key);
+            if let (Key::Route(k), Some(h)) = (key, &mut self.fib_hw) {
+                h.remove(k);
+                self.fib_dirty.remove(k);
+            }
             self.mark(*key, false);
         }
     }
@@ -239,6 +326,7 @@ impl Mirror {
                         );
                     }
                     self.refused.insert(k, status);
+                    self.fib_answer(&k, false);
                 }
             }
         }
@@ -249,12 +337,28 @@ impl Mirror {
             }
             match op {
                 Op::Upsert(o) => {
-                    self.refused.remove(&o.key());
+                    let k = o.key();
+                    self.refused.remove(&k);
+                    if self.shadow.contains_key(&k) {
+                        self.fib_answer(&k, true);
+                    }
                 }
                 Op::Delete(_) => freed = true,
             }
         }
         freed
+    }
+
+    /// The DPU's answer for a route, if it is for the route's current state
+    /// (not changed again since it was sent).
+    fn fib_answer(&mut self, k: &Key, held: bool) {
+        let (Key::Route(rk), Some(h)) = (k, &mut self.fib_hw) else { return };
+        if self.pending.get(k) == Some(&true) {
+            return;
+        }
+        if h.insert(*rk, held) != Some(held) {
+            self.fib_dirty.insert(*rk);
+        }
     }
 
     /// Queues refused entries again (after room was freed on the DPU).

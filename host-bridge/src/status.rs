@@ -116,6 +116,7 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
         })),
         "refused": refused,
         "taps": shared.taps().as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
+        "fib_firmware": shared.fib().as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
     })
 }
 
@@ -238,6 +239,21 @@ pub fn text(v: &Value) -> String {
             t["ring_bytes"],
             t["counts"]["events"],
             t["counts"]["drops"]
+        );
+    }
+    let f = &v["fib_firmware"];
+    if !f.is_null() {
+        s += &format!(
+            "fib firmware: devices {} route events {} asks {} unanswered {} flags sent {} applied {} runs {} errors {} lost {}\n",
+            f["devices"],
+            f["firmware"]["routes"],
+            f["asks"],
+            f["unanswered"],
+            f["flags_sent"],
+            f["flags_applied"],
+            f["runs"],
+            f["run_errors"],
+            f["firmware"]["lost_events"]
         );
     }
     for r in v["refused"].as_array().into_iter().flatten() {

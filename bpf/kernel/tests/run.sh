@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Runs the series' kernel selftest in the VM:
+# Runs the series' kernel selftests in the VM:
 #
 #   bpf/kernel/tests/run.sh [--debug | --kernel BZIMAGE]
 #
-# The selftest is part of the series (patch 3:
-# tools/testing/selftests/drivers/net/netdevsim/bpf-flow-ops.sh and its BPF
-# programs). This builds the test kernel (or takes it from the cache),
-# builds and installs that selftest from the kernel's patched source tree
+# The selftests are part of the series (patches 3 and 5:
+# tools/testing/selftests/drivers/net/netdevsim/bpf-flow-ops.sh,
+# bpf-fib-ops.sh and their BPF programs); netdevsim's own fib.sh runs too,
+# to show that without a FIB firmware netdevsim behaves as before. This
+# builds the test kernel (or takes it from the cache), builds and installs
+# the netdevsim selftests from the kernel's patched source tree
 # with kselftest's own `make install` (BPF programs compiled with clang
 # against the kernel's BTF), then boots the kernel with bpf/vm/run.sh and
-# runs it there through run_kselftest.sh (ksft-in-vm.sh).
+# runs them there through run_kselftest.sh (ksft-in-vm.sh).
 #
 # --debug uses the lockdep kernel; --kernel a kernel built elsewhere, either
 # in a cache entry (<cache>/<hash>/bzImage: source tree in
@@ -27,7 +29,7 @@ case ${1:-} in
 esac
 
 need=()
-for p in clang bpftool make strace ethtool python3; do
+for p in clang bpftool make strace ethtool python3 jq; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		need+=("$p")
 done
@@ -55,9 +57,11 @@ fi
 
 out=$(mktemp -d /tmp/nsim-flow-ops.XXXXXX)
 echo "run.sh: building the selftest from $tree" >&2
-make -s -C "$tree/tools/testing/selftests" TARGETS=drivers/net/netdevsim \
+# net/forwarding: the libraries netdevsim's fib.sh sources.
+make -s -C "$tree/tools/testing/selftests" TARGETS="drivers/net/netdevsim net/forwarding" \
 	O="$out/build" KSFT_INSTALL_PATH="$out/ksft" VMLINUX_BTF="$btf" \
 	install >&2
 
 exec "$HERE/../../vm/run.sh" --kernel "$kernel" --out "$out/vm" \
-	"$HERE/ksft-in-vm.sh" "$out/ksft" drivers/net/netdevsim:bpf-flow-ops.sh
+	"$HERE/ksft-in-vm.sh" "$out/ksft" drivers/net/netdevsim:bpf-flow-ops.sh \
+	drivers/net/netdevsim:bpf-fib-ops.sh drivers/net/netdevsim:fib.sh

@@ -1,0 +1,420 @@
+//! The BPF FIB offload firmware (bpf/firmware/fib_fw.bpf.c): the kernel's
+//! route offload flags from the DPU's real answers.
+//!
+//! ```text
+//!  ip route add ─▶ FIB notifier ─▶ netdevsim fib.c ─▶ route_event (BPF) ─ring buffer─▶ fib_fw::run
+//!                                  (no flag yet)                                          │ Mirror::fib_asked
+//!  netlink ─▶ mirror ─▶ agent ─▶ Results (held / refused) ─▶ Mirror::fib_dirty ──────────┤
+//!                                                                                          ▼
+//!  ip route: rt_offload / rt_offload_failed ◀── bpf_nsim_fib_hw_flags_set ◀── set_flags (syscall prog)
+//! ```
+//!
+//! One struct_ops per configured netdevsim device (`--fib-firmware IDS`),
+//! attached through a BPF link for the life of host-bridge: when it exits,
+//! netdevsim flags every route `trap` again, as it does without firmware.
+//! The copies share the first's ring buffer and counters.
+//!
+//! A route's flags follow the DPU's answer for the route as the mirror has
+//! it: offload once the DPU holds it, offload_failed once it refused it
+//! (TableFull, Unsupported, ...), offload again when a retry goes through.
+//! They go to the kernel when the answer changes, and whenever netdevsim
+//! takes the route again (a replace, another metric taking over the prefix,
+//! the replay at attach), in batches of up to [`BATCH`] routes per run of
+//! the syscall program. The kernel applies a flag only to the route
+//! netdevsim holds with that table, prefix and metric.
+
+use crate::kernel::Shared;
+use crate::mirror::HeldRoute;
+use dpu_wire::{Ip, Prefix, RouteKey};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, ProgramInput, RingBufferBuilder};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::collections::HashMap;
+use std::mem::size_of;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+/// The compiled firmware (host-bridge's build script runs clang).
+pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fib_fw.bpf.o"));
+
+/// Offset of `dev_id` in `struct nsim_fib_ops`: one function pointer.
+const DEV_ID_OFFSET: usize = 8;
+/// Routes per run of the set_flags program (`FIB_FW_BATCH`).
+pub const BATCH: usize = 1024;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const FIB_EVENT_ENTRY_DEL: u32 = 3;
+
+/// `struct bpf_nsim_fib_route` (the kernel series, patch 4).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawRoute {
+    /// Network byte order; IPv4 in the first four bytes.
+    pub dst: [u8; 16],
+    pub tb_id: u32,
+    pub metric: u32,
+    pub nhs: u32,
+    pub nh_id: u32,
+    pub event: u32,
+    pub family: u8,
+    pub dst_len: u8,
+    pub dscp: u8,
+    pub rtn_type: u8,
+}
+
+/// `struct fib_fw_event` (bpf/firmware/fib_fw.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawEvent {
+    pub rt: RawRoute,
+    pub dev_id: u32,
+    pub pad: u32,
+}
+
+/// `struct fib_fw_state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FibFwState {
+    pub routes: u64,
+    pub deletes: u64,
+    pub lost_events: u64,
+}
+
+/// `struct bpf_nsim_fib_hw_flags`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawFlags {
+    pub dst: [u8; 16],
+    pub tb_id: u32,
+    pub metric: u32,
+    pub family: u8,
+    pub dst_len: u8,
+    pub flags: u8,
+    pub pad: u8,
+}
+
+const _: () = assert!(size_of::<RawRoute>() == 40);
+const _: () = assert!(size_of::<RawEvent>() == 48);
+const _: () = assert!(size_of::<FibFwState>() == 24);
+const _: () = assert!(size_of::<RawFlags>() == 28);
+/// `struct fib_fw_batch`: the program's context, always passed whole (the
+/// verifier sized the kfunc's access by it).
+const CTX_BYTES: usize = 8 + BATCH * size_of::<RawFlags>();
+
+/// What status shows of the FIB firmware.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FibFwStatus {
+    pub devices: Vec<u32>,
+    pub firmware: FibFwState,
+    /// Route events that led to flags being sent again.
+    pub asks: u64,
+    /// Route events the mirror could not answer yet (the DPU's result, or
+    /// the netlink message, was still on the way).
+    pub unanswered: u64,
+    /// Routes whose flags were handed to the kernel, and how many it
+    /// applied (netdevsim held that route with that metric).
+    pub flags_sent: u64,
+    pub flags_applied: u64,
+    /// Runs of the set_flags program, and those that failed.
+    pub runs: u64,
+    pub run_errors: u64,
+    /// Full resends after lost events.
+    pub resends: u64,
+}
+
+fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
+    if b.len() < size_of::<T>() {
+        return None;
+    }
+    // SAFETY: T is a repr(C) struct of integers and byte arrays, valid for
+    // every bit pattern, and b holds at least size_of::<T>() bytes.
+    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
+}
+
+fn bytes_of<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is a repr(C) struct of integers without padding.
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
+}
+
+/// The route an event names, as the mirror keys it; None for what the
+/// mirror cannot hold (an unknown family, a bad prefix length).
+pub fn held_route(r: &RawRoute) -> Option<HeldRoute> {
+    let addr = match r.family {
+        AF_INET if r.dst_len <= 32 => Ip::V4([r.dst[0], r.dst[1], r.dst[2], r.dst[3]]),
+        AF_INET6 if r.dst_len <= 128 => Ip::V6(r.dst),
+        _ => return None,
+    };
+    Some(HeldRoute {
+        key: RouteKey { table: r.tb_id, dst: Prefix::new(addr, r.dst_len), metric: r.metric },
+        rtn_type: r.rtn_type,
+        nhs: r.nhs,
+        nh_id: r.nh_id,
+    })
+}
+
+/// The kernel's form of a route's flags.
+pub fn raw_flags(k: &RouteKey, flags: u8) -> RawFlags {
+    let mut f =
+        RawFlags { tb_id: k.table, metric: k.metric, dst_len: k.dst.len, flags, ..Default::default() };
+    match k.dst.addr {
+        Ip::V4(a) => {
+            f.family = AF_INET;
+            f.dst[..4].copy_from_slice(&a);
+        }
+        Ip::V6(a) => {
+            f.family = AF_INET6;
+            f.dst = a;
+        }
+    }
+    f
+}
+
+/// Loads the firmware for netdevsim devices `dev_ids`, attaches it, then
+/// runs on a thread of its own. Returns once every device has it, or with
+/// the reason one has not.
+pub fn start(shared: Arc<Shared>, dev_ids: Vec<u32>) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("fib-firmware".into())
+        .spawn(move || run(shared, dev_ids, tx))
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|_| "FIB firmware thread died while loading".to_string())?
+}
+
+fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), String>>) {
+    let mut objects = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
+    let mut first_maps: Option<HashMap<String, MapHandle>> = None;
+    for &dev in &dev_ids {
+        let loaded = (|| -> Result<(), String> {
+            let mut open = ObjectBuilder::default()
+                .open_memory(OBJECT)
+                .map_err(|e| format!("opening the FIB firmware: {e}"))?;
+            for mut m in open.maps_mut() {
+                let name = m.name().to_string_lossy().to_string();
+                if m.map_type() == libbpf_rs::MapType::StructOps {
+                    let v = m.initial_value_mut().ok_or("struct_ops map without a value")?;
+                    v.get_mut(DEV_ID_OFFSET..DEV_ID_OFFSET + 4)
+                        .ok_or("struct_ops value too short")?
+                        .copy_from_slice(&dev.to_ne_bytes());
+                } else if name.ends_with(".rodata") {
+                    // const volatile dev_id, the only read-only global.
+                    let v = m.initial_value_mut().ok_or(".rodata without a value")?;
+                    v.get_mut(..4).ok_or(".rodata too short")?.copy_from_slice(&dev.to_ne_bytes());
+                } else if let Some(h) = first_maps.as_ref().and_then(|f| f.get(&name)) {
+                    m.reuse_fd(h.as_fd()).map_err(|e| format!("sharing map {name}: {e}"))?;
+                }
+            }
+            let mut obj = open.load().map_err(|e| {
+                format!("loading the FIB firmware (a kernel without nsim_fib_ops? the verifier's log is above): {e}")
+            })?;
+            if first_maps.is_none() {
+                let mut v = HashMap::new();
+                for m in obj.maps() {
+                    let name = m.name().to_string_lossy().to_string();
+                    if name == "fib_events" || name == "fib_state" {
+                        v.insert(name, MapHandle::try_from(&m).map_err(|e| e.to_string())?);
+                    }
+                }
+                first_maps = Some(v);
+            }
+            for mut m in obj.maps_mut() {
+                if m.map_type() != libbpf_rs::MapType::StructOps {
+                    continue;
+                }
+                let link = m.attach_struct_ops().map_err(|e| {
+                    format!("attaching to netdevsim device {dev}: {e} (no such device, or it has a FIB firmware already)")
+                })?;
+                links.push(link);
+            }
+            objects.push(obj);
+            Ok(())
+        })();
+        if let Err(e) = loaded {
+            let _ = ready.send(Err(e));
+            return;
+        }
+        crate::log!("FIB firmware attached to netdevsim device {dev}: route flags follow the DPU");
+    }
+    let Some(mut maps) = first_maps else {
+        let _ = ready.send(Err("no netdevsim device configured".into()));
+        return;
+    };
+    let (Some(events), Some(state)) = (maps.remove("fib_events"), maps.remove("fib_state")) else {
+        let _ = ready.send(Err("FIB firmware object lacks a map".into()));
+        return;
+    };
+    let Some(mut prog) = objects.first_mut().and_then(|o| o.progs_mut().find(|p| p.name() == "set_flags"))
+    else {
+        let _ = ready.send(Err("FIB firmware object lacks set_flags".into()));
+        return;
+    };
+    shared.lock().track_fib_flags();
+    *shared.fib() = Some(FibFwStatus { devices: dev_ids.clone(), ..Default::default() });
+    let sh = shared.clone();
+    let mut builder = RingBufferBuilder::new();
+    let added = builder.add(&events, move |data: &[u8]| {
+        on_event(&sh, data);
+        0
+    });
+    let built = match added {
+        Ok(_) => builder.build(),
+        Err(e) => Err(e),
+    };
+    let rb = match built {
+        Ok(rb) => rb,
+        Err(e) => {
+            let _ = ready.send(Err(format!("FIB firmware ring buffer: {e}")));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let read_state = || match state.lookup(&0u32.to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(v)) => read::<FibFwState>(&v).unwrap_or_default(),
+        _ => FibFwState::default(),
+    };
+    let mut lost = 0;
+    let mut checked = Instant::now();
+    let mut ctx = vec![0u8; CTX_BYTES];
+    loop {
+        {
+            // SAFETY: both descriptors outlive this borrow: the ring buffer
+            // and the eventfd live as long as the loop.
+            let rb_fd = unsafe { BorrowedFd::borrow_raw(rb.epoll_fd()) };
+            let mut fds = [
+                PollFd::new(rb_fd, PollFlags::POLLIN),
+                PollFd::new(shared.fib_bell.as_fd(), PollFlags::POLLIN),
+            ];
+            let _ = poll(&mut fds, PollTimeout::from(200u16));
+        }
+        let _ = shared.fib_bell.read();
+        if let Err(e) = rb.consume() {
+            crate::log!("FIB firmware ring buffer: {e}");
+        }
+        if checked.elapsed() > Duration::from_millis(500) {
+            checked = Instant::now();
+            let st = read_state();
+            if st.lost_events != lost {
+                lost = st.lost_events;
+                crate::log!("FIB firmware events lost ({lost} in all): sending every route's flags again");
+                shared.lock().fib_all_dirty();
+                if let Some(s) = shared.fib().as_mut() {
+                    s.resends += 1;
+                }
+            }
+            if let Some(s) = shared.fib().as_mut() {
+                s.firmware = st;
+            }
+        }
+        flush(&shared, &dev_ids, &mut prog, &mut ctx);
+    }
+}
+
+fn on_event(shared: &Shared, data: &[u8]) {
+    let Some(ev) = read::<RawEvent>(data) else {
+        crate::log!("FIB firmware: short event ({} bytes)", data.len());
+        return;
+    };
+    if ev.rt.event == FIB_EVENT_ENTRY_DEL {
+        return;
+    }
+    let Some(held) = held_route(&ev.rt) else { return };
+    let answered = shared.lock().fib_asked(&held);
+    if let Some(s) = shared.fib().as_mut() {
+        if answered {
+            s.asks += 1;
+        } else {
+            s.unanswered += 1;
+        }
+    }
+}
+
+/// Sends the flags of every dirty route to every device, in batches.
+fn flush(shared: &Shared, dev_ids: &[u32], prog: &mut libbpf_rs::ProgramMut, ctx: &mut [u8]) {
+    let todo: Vec<RawFlags> = {
+        let mut m = shared.lock();
+        if m.fib_dirty.is_empty() {
+            return;
+        }
+        let keys: Vec<RouteKey> = m.fib_dirty.drain().collect();
+        keys.iter().filter_map(|k| m.fib_flags(k).map(|f| raw_flags(k, f))).collect()
+    };
+    let (mut runs, mut errors, mut applied) = (0u64, 0u64, 0u64);
+    for &dev in dev_ids {
+        for chunk in todo.chunks(BATCH) {
+            ctx.fill(0);
+            ctx[..4].copy_from_slice(&dev.to_ne_bytes());
+            ctx[4..8].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
+            for (i, f) in chunk.iter().enumerate() {
+                let at = 8 + i * size_of::<RawFlags>();
+                ctx[at..at + size_of::<RawFlags>()].copy_from_slice(bytes_of(f));
+            }
+            let input = ProgramInput { context_in: Some(&mut ctx[..]), ..Default::default() };
+            runs += 1;
+            match prog.test_run(input) {
+                Ok(out) if (out.return_value as i32) >= 0 => applied += out.return_value as u64,
+                Ok(out) => {
+                    errors += 1;
+                    if errors == 1 {
+                        crate::log!(
+                            "FIB firmware: setting flags on device {dev}: {}",
+                            std::io::Error::from_raw_os_error(-(out.return_value as i32))
+                        );
+                    }
+                }
+                Err(e) => {
+                    errors += 1;
+                    if errors == 1 {
+                        crate::log!("FIB firmware: running set_flags: {e}");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(s) = shared.fib().as_mut() {
+        s.flags_sent += todo.len() as u64;
+        s.flags_applied += applied;
+        s.runs += runs;
+        s.run_errors += errors;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_mirror_routes_and_flags_name_kernel_routes() {
+        let mut r = RawRoute {
+            tb_id: 254,
+            metric: 20,
+            nhs: 1,
+            family: AF_INET,
+            dst_len: 24,
+            rtn_type: 1,
+            ..Default::default()
+        };
+        r.dst[..4].copy_from_slice(&[198, 51, 100, 0]);
+        let h = held_route(&r).expect("an IPv4 route");
+        assert_eq!(
+            h.key,
+            RouteKey { table: 254, dst: Prefix::new(Ip::V4([198, 51, 100, 0]), 24), metric: 20 }
+        );
+        let f = raw_flags(&h.key, 1);
+        assert_eq!((f.family, f.dst_len, f.tb_id, f.metric, f.flags), (AF_INET, 24, 254, 20, 1));
+        assert_eq!(&f.dst[..4], &[198, 51, 100, 0]);
+        assert_eq!(&f.dst[4..], &[0; 12]);
+        // What the mirror cannot key is dropped, not guessed at.
+        r.dst_len = 33;
+        assert!(held_route(&r).is_none());
+        r.family = 7;
+        assert!(held_route(&r).is_none());
+        assert!(read::<RawEvent>(&[0u8; 47]).is_none());
+        assert!(read::<RawEvent>(&[0u8; 48]).is_some());
+    }
+
+    #[test]
+    fn the_object_is_embedded() {
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+    }
+}
