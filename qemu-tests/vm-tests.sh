@@ -20,6 +20,9 @@
 #    refused ones, refused routes flip once room frees (announced with
 #    fib_notify_on_flag_change), netdevsim's trap flags once host-bridge
 #    stops;
+#  - qemu-tests/vm/frr-offload.sh: FRR (zebra -A, staticd, bgpd with a
+#    peer in another netns) on the same setup: vtysh's "offloaded" marks
+#    equal the DPU hardware table, refused routes flip once room frees;
 #  - bpf/kernel/tests/run.sh: the series' kselftests for the netdevsim
 #    struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh, bpf-fib-ops.sh) and
 #    netdevsim's own fib.sh.
@@ -42,6 +45,11 @@ case ${1:-} in
 *) echo "vm-tests.sh: unknown argument $1" >&2; exit 2 ;;
 esac
 kernel=$(bash bpf/kernel/build.sh ${build_args[@]+"${build_args[@]}"} | tail -n 1)
+# FRR for frr-offload.sh (the VM shares this machine's root file system).
+if ! dpkg-query -W -f='${Status}' frr 2>/dev/null | grep -q 'ok installed'; then
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends frr >&2
+fi
 echo "vm-tests: kernel $kernel ready after $(( $(date +%s) - t0 )) s"
 cargo build --quiet --locked -p dpu-agent -p dpu-hw -p host-bridge -p qemu-tests --bins
 # A firmware the verifier must refuse, for netdevsim-firmware.sh.
@@ -54,6 +62,7 @@ for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/notifier-taps.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/netdevsim-firmware.sh $objs/bad_fw.bpf.o" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/fib-offload.sh" \
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/frr-offload.sh" \
     "bpf/kernel/tests/run.sh --kernel $kernel"; do
     echo "vm-tests: $t"
     # Through a pipe: something in the VM stack reopens its stdout

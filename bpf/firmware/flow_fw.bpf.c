@@ -7,9 +7,18 @@
  *
  *  - flow_replace: decodes the rule (bpf_flow_offload_rule_read), refuses
  *    what the DPU cannot do (EOPNOTSUPP) and what it has no room for
- *    (ENOSPC, from the capacity host-bridge publishes in "capacity"),
- *    records it in "flows" and sends it to user space on "events".
- *  - flow_destroy: forgets the flow and sends a DESTROY record.
+ *    (ENOSPC, from the capacity host-bridge publishes in "capacity", and
+ *    the flows map's own size), records it in "flows", then sends it to
+ *    user space on "events".
+ *    With host-bridge alive and the mode FW_ANSWER_DPU (the "config"
+ *    map), it then returns -EINPROGRESS: tc waits until host-bridge
+ *    answers with the DPU's result through the answer program, so in_hw
+ *    means the DPU holds the rule and a refusal reaches tc.
+ *  - flow_destroy: forgets the flow and sends a DESTROY record; netdevsim
+ *    also calls it for a rule whose later answer was an error.
+ *
+ * A flow is a rule on one port (flow_fw.h: a rule on a shared tc block is
+ * one flow per port), with an id of the firmware's.
  *  - flow_stats: reports the DPU counters user space wrote into
  *    "counters", as deltas since the last report, with lastused in
  *    jiffies.
@@ -30,13 +39,15 @@ extern int bpf_flow_offload_rule_read(struct flow_cls_offload *cls, void *buf,
 				      __u32 buf__sz) __ksym;
 extern int bpf_flow_offload_stats_update(struct flow_cls_offload *cls,
 					 const struct bpf_flow_offload_stats *stats) __ksym;
+extern int bpf_flow_offload_answer(void *batch, __u32 batch__sz) __ksym;
 extern const unsigned int CONFIG_HZ __kconfig __weak;
+#define EINPROGRESS 115
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FW_MAX_FLOWS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);
+	__type(key, struct fw_flow_key);
 	__type(value, struct fw_flow);
 } flows SEC(".maps");
 
@@ -61,6 +72,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } capacity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fw_config);
+} config SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -123,8 +141,10 @@ int BPF_PROG(flow_replace, struct net_device *dev, struct flow_cls_offload *cls)
 	struct fw_state *st = fw_state();
 	struct fw_event *ev;
 	struct fw_flow *f;
-	__u32 zero = 0, *cap;
-	__u64 cookie;
+	struct fw_flow_key key = {};
+	__u32 zero = 0, *cap, held;
+	struct fw_config *cfg;
+	__u64 id = 0;
 	bool fresh;
 
 	ev = bpf_map_lookup_elem(&scratch, &zero);
@@ -140,59 +160,82 @@ int BPF_PROG(flow_replace, struct net_device *dev, struct flow_cls_offload *cls)
 		__sync_fetch_and_add(&st->refused_unsupported, 1);
 		return -EOPNOTSUPP;
 	}
-	cookie = ev->rule.cookie;
-	/* Kernel cookies are kernel addresses, bit 63 set: the DPU keeps
-	 * the other half for the flows host-bridge mirrors from netlink.
-	 */
-	if (!(cookie >> 63)) {
-		__sync_fetch_and_add(&st->refused_unsupported, 1);
-		return -EOPNOTSUPP;
-	}
-	fresh = !bpf_map_lookup_elem(&flows, &cookie);
+	key.cookie = ev->rule.cookie;
+	key.ifindex = dev->ifindex;
+	ev->kind = FW_EV_REPLACE;
+	ev->ifindex = dev->ifindex;
+	ev->kernel_cookie = ev->rule.cookie;
+	f = bpf_map_lookup_elem(&flows, &key);
+	fresh = !f;
+	if (f)
+		id = f->id;
 	if (fresh) {
-		/* Reserve a place first, so racing replaces cannot overfill. */
-		if (__sync_fetch_and_add(&st->flows, 1) >= *cap) {
+		/* Reserve a place first, so racing replaces cannot overfill;
+		 * never more than the flows map holds, whatever the DPU has.
+		 */
+		held = __sync_fetch_and_add(&st->flows, 1);
+		if (held >= *cap || held >= FW_MAX_FLOWS) {
 			__sync_fetch_and_sub(&st->flows, 1);
 			__sync_fetch_and_add(&st->refused_full, 1);
 			return -ENOSPC;
 		}
-	}
-	ev->kind = FW_EV_REPLACE;
-	ev->ifindex = dev->ifindex;
-	/* Tell user space first: a flow it never hears of must not be in_hw. */
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0)) {
-		if (fresh)
+		/* The slot before the event: a flow user space hears of
+		 * always has its record, for its stats and its destroy.
+		 */
+		if (bpf_map_update_elem(&flows, &key, &(struct fw_flow){}, BPF_NOEXIST)) {
 			__sync_fetch_and_sub(&st->flows, 1);
+			__sync_fetch_and_add(&st->refused_full, 1);
+			return -ENOSPC;
+		}
+		/* Bit 63 set: the DPU keeps the other half for the flows
+		 * host-bridge mirrors from netlink.
+		 */
+		id = (1ULL << 63) | __sync_fetch_and_add(&st->next_id, 1);
+	}
+	ev->rule.cookie = id;
+	/* Tell user space before tc hears 0: a flow it never hears of must
+	 * not be in_hw.
+	 */
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0)) {
+		if (fresh) {
+			bpf_map_delete_elem(&flows, &key);
+			__sync_fetch_and_sub(&st->flows, 1);
+		}
 		__sync_fetch_and_add(&st->lost_events, 1);
 		return -ENOBUFS;
 	}
-	/* scratch is per CPU and no longer needed as an event: build the
-	 * flow record in the map directly.
-	 */
-	if (bpf_map_update_elem(&flows, &cookie, &(struct fw_flow){}, BPF_NOEXIST) == 0 || !fresh) {
-		f = bpf_map_lookup_elem(&flows, &cookie);
-		if (f) {
-			f->ifindex = ev->ifindex;
-			__builtin_memcpy(&f->rule, &ev->rule, sizeof(f->rule));
-		}
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (f) {
+		f->ifindex = ev->ifindex;
+		f->id = id;
+		f->kernel_cookie = key.cookie;
+		__builtin_memcpy(&f->rule, &ev->rule, sizeof(f->rule));
 	}
 	__sync_fetch_and_add(&st->replaced, 1);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && cfg->mode == FW_ANSWER_DPU &&
+	    bpf_ktime_get_ns() - cfg->alive_ns < FW_ALIVE_NS)
+		return -EINPROGRESS;
 	return 0;
 }
 
 SEC("struct_ops/flow_destroy")
 int BPF_PROG(flow_destroy, struct net_device *dev, struct flow_cls_offload *cls)
 {
+	struct fw_flow_key key = { .cookie = cls->cookie, .ifindex = dev->ifindex };
 	struct fw_state *st = fw_state();
-	__u64 cookie = cls->cookie;
 	struct fw_event *ev;
+	struct fw_flow *f;
 	__u32 zero = 0;
+	__u64 id;
 
-	if (!st)
-		return 0;
-	if (bpf_map_delete_elem(&flows, &cookie))
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!st || !f)
 		return 0; /* not ours (refused at replace) */
-	bpf_map_delete_elem(&counters, &cookie);
+	id = f->id;
+	if (bpf_map_delete_elem(&flows, &key))
+		return 0;
+	bpf_map_delete_elem(&counters, &id);
 	__sync_fetch_and_sub(&st->flows, 1);
 	__sync_fetch_and_add(&st->destroyed, 1);
 	ev = bpf_map_lookup_elem(&scratch, &zero);
@@ -200,7 +243,8 @@ int BPF_PROG(flow_destroy, struct net_device *dev, struct flow_cls_offload *cls)
 		return 0;
 	ev->kind = FW_EV_DESTROY;
 	ev->ifindex = dev->ifindex;
-	ev->rule.cookie = cookie;
+	ev->kernel_cookie = key.cookie;
+	ev->rule.cookie = id;
 	/* DESTROY cannot fail: a lost record is counted, and user space
 	 * reconciles with the flows map.
 	 */
@@ -225,17 +269,19 @@ int BPF_PROG(flow_stats, struct net_device *dev, struct flow_cls_offload *cls)
 	struct bpf_flow_offload_stats s = {
 		.used_hw_stats = FLOW_ACTION_HW_STATS_DELAYED,
 	};
+	struct fw_flow_key key = { .cookie = cls->cookie, .ifindex = dev->ifindex };
 	struct fw_state *st = fw_state();
-	__u64 cookie = cls->cookie;
 	struct fw_counters *c;
 	struct fw_flow *f;
+	__u64 id;
 
-	f = bpf_map_lookup_elem(&flows, &cookie);
+	f = bpf_map_lookup_elem(&flows, &key);
 	if (!f)
 		return 0;
 	if (st)
 		__sync_fetch_and_add(&st->stats_calls, 1);
-	c = bpf_map_lookup_elem(&counters, &cookie);
+	id = f->id;
+	c = bpf_map_lookup_elem(&counters, &id);
 	if (c) {
 		s.packets = delta(&f->reported_packets, c->packets);
 		s.bytes = delta(&f->reported_bytes, c->bytes);
@@ -258,6 +304,13 @@ int BPF_PROG(flow_stats, struct net_device *dev, struct flow_cls_offload *cls)
 	return bpf_flow_offload_stats_update(cls, &s);
 }
 
+/* host-bridge runs it with the DPU's answers to waiting requests. */
+SEC("syscall")
+int answer(void *ctx)
+{
+	return bpf_flow_offload_answer(ctx, sizeof(struct fw_answer_batch));
+}
+
 SEC(".struct_ops.link")
 struct nsim_flow_ops flow_fw = {
 	.flow_replace = (void *)flow_replace,
@@ -265,6 +318,8 @@ struct nsim_flow_ops flow_fw = {
 	.flow_stats = (void *)flow_stats,
 	/* Set per device by host-bridge before loading. */
 	.dev_id = 0,
+	/* How long tc waits for an answer; host-bridge may change it. */
+	.answer_timeout_ms = 2000,
 };
 
 char LICENSE[] SEC("license") = "GPL";

@@ -180,6 +180,14 @@ struct nsim_flow_ops {
 	int (*flow_destroy)(struct net_device *dev, struct flow_cls_offload *cls);
 	int (*flow_stats)(struct net_device *dev, struct flow_cls_offload *cls);
 	u32 dev_id;
+	u32 answer_timeout_ms;
+};
+
+/* Patch 6: the later answer to a REPLACE, as the kernel lays it out. */
+struct bpf_flow_offload_answer {
+	u64 cookie;
+	u32 ifindex;
+	__s32 err;
 };
 
 /* The FIB firmware's types (patch 4), laid out as the kernel has them:

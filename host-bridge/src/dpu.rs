@@ -161,6 +161,9 @@ fn synced(
         let mut m = shared.lock();
         freed |= m.results(&ops, &r.failures);
         shared.fib_due(&m);
+        if let Some(fw) = fw {
+            fw.answer(m.take_fw_answers());
+        }
     }
     let (unchanged, written, removed) = link.end_snapshot(*generation)?;
     crate::log!(
@@ -192,6 +195,9 @@ fn synced(
                 m.retry_refused();
             }
             shared.fib_due(&m);
+            if let Some(fw) = fw {
+                fw.answer(m.take_fw_answers());
+            }
         } else if last_tx.elapsed() >= HEARTBEAT {
             link.heartbeat()?;
             last_tx = Instant::now();
@@ -240,7 +246,7 @@ fn synced(
             // What the DPU's flow table has left for the firmware: its
             // capacity less the flows mirrored from tc filters.
             let mirrored = shared.lock().count(crate::netlink::Kind::Filter) as u32;
-            let cap = hello.capacities.flows.saturating_sub(mirrored);
+            let cap = fw.capacity_for(hello.capacities.flows.saturating_sub(mirrored));
             let fs = fw.state();
             st(&mut |s| {
                 if s.firmware_capacity != Some(cap) {

@@ -244,8 +244,7 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), St
         let _ = ready.send(Err("FIB firmware object lacks a map".into()));
         return;
     };
-    let Some(mut prog) = objects.first_mut().and_then(|o| o.progs_mut().find(|p| p.name() == "set_flags"))
-    else {
+    let Some(prog) = objects.first_mut().and_then(|o| o.progs_mut().find(|p| p.name() == "set_flags")) else {
         let _ = ready.send(Err("FIB firmware object lacks set_flags".into()));
         return;
     };
@@ -306,7 +305,7 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), St
                 s.firmware = st;
             }
         }
-        flush(&shared, &dev_ids, &mut prog, &mut ctx);
+        flush(&shared, &dev_ids, &prog, &mut ctx);
     }
 }
 
@@ -330,7 +329,7 @@ fn on_event(shared: &Shared, data: &[u8]) {
 }
 
 /// Sends the flags of every dirty route to every device, in batches.
-fn flush(shared: &Shared, dev_ids: &[u32], prog: &mut libbpf_rs::ProgramMut, ctx: &mut [u8]) {
+fn flush(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &mut [u8]) {
     let todo: Vec<RawFlags> = {
         let mut m = shared.lock();
         if m.fib_dirty.is_empty() {

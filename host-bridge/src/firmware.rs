@@ -24,18 +24,24 @@
 //! Without that, rules already `in_hw` would stay in tc while the DPU lost
 //! them at the next snapshot. `host-bridge detach-firmware` unpins.
 //!
-//! The firmware's flows reach the mirror under the kernel's own cookie,
-//! which is a kernel address with bit 63 set; the mirror's tc-filter flows
-//! have bit 63 clear (see `netlink::tc`).
+//! A firmware flow is a rule on one port (a rule on a tc block shared by
+//! several ports is one flow per port, each on its port on the DPU). It
+//! reaches the mirror under the firmware's id for it, with bit 63 set; the
+//! mirror's tc-filter flows have bit 63 clear (see `netlink::tc`). The
+//! kernel's cookie of each flow is kept here, for the answers to tc.
 
 use crate::kernel::Shared;
 use dpu_wire::*;
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, ProgramInput, RingBufferBuilder};
 use nix::errno::Errno::EBUSY;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -46,8 +52,14 @@ pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flow_fw.bpf
 /// (a custom build; it must keep the maps and the event layout).
 pub const OBJECT_ENV: &str = "HOST_BRIDGE_FIRMWARE";
 
-/// Offset of `dev_id` in `struct nsim_flow_ops`: three function pointers.
+/// Offset of `dev_id` in `struct nsim_flow_ops`: three function pointers;
+/// `answer_timeout_ms` follows it.
 const DEV_ID_OFFSET: usize = 24;
+const ANSWER_TIMEOUT_OFFSET: usize = DEV_ID_OFFSET + 4;
+/// How long tc waits for the DPU's answer in [`Answer::Dpu`] mode.
+pub const ANSWER_TIMEOUT_MS: u32 = 2000;
+/// Answers per run of the answer program (`FW_ANSWER_BATCH`).
+const ANSWER_BATCH: usize = 256;
 const FW_EV_REPLACE: u32 = 1;
 const FW_EV_DESTROY: u32 = 2;
 
@@ -124,6 +136,8 @@ pub struct RawRule {
 pub struct RawEvent {
     pub kind: u32,
     pub ifindex: u32,
+    pub kernel_cookie: u64,
+    /// `rule.cookie` is the flow's id.
     pub rule: RawRule,
 }
 
@@ -139,6 +153,37 @@ pub struct FwState {
     pub refused_full: u64,
     pub refused_unsupported: u64,
     pub lost_events: u64,
+    pub next_id: u64,
+}
+
+/// When tc hears that a rule is in hardware (`--tc-answer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Answer {
+    /// Once the DPU answered: `flow_replace` returns -EINPROGRESS and tc
+    /// waits (up to [`ANSWER_TIMEOUT_MS`]) for the DPU's result, which it
+    /// reports (`in_hw`, or the DPU's refusal as the error).
+    Dpu,
+    /// Once the rule is queued to host-bridge; a later refusal by the DPU
+    /// is only in host-bridge's status.
+    Now,
+}
+
+/// `struct fw_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct FwConfig {
+    mode: u32,
+    pad: u32,
+    alive_ns: u64,
+}
+
+/// `struct bpf_flow_offload_answer` (the kernel series, patch 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawAnswer {
+    pub cookie: u64,
+    pub ifindex: u32,
+    pub err: i32,
 }
 
 /// `struct fw_counters`.
@@ -157,6 +202,8 @@ pub struct FwCounters {
 pub struct FwFlow {
     pub ifindex: u32,
     pub pad: u32,
+    pub id: u64,
+    pub kernel_cookie: u64,
     pub reported_packets: u64,
     pub reported_bytes: u64,
     pub reported_drops: u64,
@@ -165,9 +212,23 @@ pub struct FwFlow {
 }
 
 const _: () = assert!(size_of::<RawRule>() == 368);
-const _: () = assert!(size_of::<RawEvent>() == 376);
-const _: () = assert!(size_of::<FwState>() == 56);
-const _: () = assert!(size_of::<FwFlow>() == 408);
+const _: () = assert!(size_of::<RawEvent>() == 384);
+const _: () = assert!(size_of::<FwState>() == 64);
+const _: () = assert!(size_of::<FwFlow>() == 424);
+const _: () = assert!(size_of::<FwConfig>() == 16);
+const _: () = assert!(size_of::<RawAnswer>() == 16);
+
+/// The errno tc gets for the DPU's answer to a rule.
+pub fn answer_errno(status: Option<Status>) -> i32 {
+    match status {
+        None | Some(Status::Ok) => 0,
+        Some(Status::TableFull) => -(nix::libc::ENOSPC),
+        Some(Status::Unsupported) => -(nix::libc::EOPNOTSUPP),
+        Some(Status::Invalid) => -(nix::libc::EINVAL),
+        Some(Status::NotFound) => -(nix::libc::ENOENT),
+        Some(Status::InUse) => -(nix::libc::EBUSY),
+    }
+}
 
 /// Reads a plain-integer `repr(C)` struct from the front of `b`.
 fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
@@ -251,9 +312,57 @@ pub struct FwMaps {
     capacity: MapHandle,
     counters: MapHandle,
     flows: MapHandle,
+    /// The DPU's answers waiting for the firmware thread, which runs the
+    /// answer program; rung with `bell`.
+    answers: Mutex<Vec<RawAnswer>>,
+    bell: EventFd,
+    pub mode: Answer,
+    /// The kernel's cookie of each firmware flow, by flow id.
+    kernel_cookies: Mutex<HashMap<u64, u64>>,
 }
 
 impl FwMaps {
+    /// How many flows the firmware can track: its flows map's size
+    /// (`FW_MAX_FLOWS`). The capacity published to it never exceeds it.
+    pub fn max_flows(&self) -> u32 {
+        self.flows.max_entries()
+    }
+
+    /// The capacity to publish: what the DPU's flow table has left for
+    /// the firmware, clamped to what the firmware can track; past that, a
+    /// rule would be in_hw and on the DPU with no record for its stats and
+    /// its destroy.
+    pub fn capacity_for(&self, dpu_free: u32) -> u32 {
+        clamp_capacity(dpu_free, self.max_flows())
+    }
+
+    /// Hands the DPU's answers for firmware flows to the kernel (through
+    /// the firmware thread): tc requests waiting for them end.
+    /// `a` names flows by their id: the kernel's cookie replaces it here.
+    pub fn answer(&self, a: Vec<RawAnswer>) {
+        if a.is_empty() || self.mode != Answer::Dpu {
+            return;
+        }
+        let mut out = Vec::with_capacity(a.len());
+        {
+            let kc = self.kernel_cookies();
+            for x in a {
+                if let Some(&cookie) = kc.get(&x.cookie) {
+                    out.push(RawAnswer { cookie, ..x });
+                }
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).extend(out);
+        let _ = self.bell.write(1);
+    }
+
+    fn kernel_cookies(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.kernel_cookies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn state(&self) -> FwState {
         match self.state.lookup(&0u32.to_ne_bytes(), MapFlags::ANY) {
             Ok(Some(v)) => read(&v).unwrap_or_default(),
@@ -309,18 +418,23 @@ impl FwMaps {
         let _ = self.counters.delete(&cookie.to_ne_bytes());
     }
 
-    /// Every flow the firmware holds now, from its flows map.
-    pub fn flows(&self) -> Vec<FlowRule> {
+    /// Every flow the firmware holds now, from its flows map, with the
+    /// kernel's cookies.
+    pub fn flows(&self) -> Vec<(FlowRule, u64)> {
         let mut out = Vec::new();
         for k in self.flows.keys() {
             let Ok(Some(v)) = self.flows.lookup(&k, MapFlags::ANY) else { continue };
             let Some(fl) = read::<FwFlow>(&v) else { continue };
             if let Ok(f) = flow_rule(fl.ifindex, &fl.rule) {
-                out.push(f);
+                out.push((f, fl.kernel_cookie));
             }
         }
         out
     }
+}
+
+fn clamp_capacity(dpu_free: u32, max_flows: u32) -> u32 {
+    dpu_free.min(max_flows)
 }
 
 fn monotonic_ns() -> u64 {
@@ -330,17 +444,22 @@ fn monotonic_ns() -> u64 {
 }
 
 /// The maps every copy of the firmware shares (and that are pinned).
-const SHARED_MAPS: [&str; 6] = ["flows", "counters", "state", "capacity", "events", "scratch"];
+const SHARED_MAPS: [&str; 7] = ["flows", "counters", "state", "capacity", "config", "events", "scratch"];
 
 /// Loads the firmware for netdevsim devices `dev_ids`, attaches it (or
 /// adopts the copies pinned under `pin`), then runs its event loop on a
 /// thread of its own. Returns once every device has the firmware, or with
 /// the reason one has not.
-pub fn start(shared: Arc<Shared>, dev_ids: Vec<u32>, pin: Option<PathBuf>) -> Result<Arc<FwMaps>, String> {
+pub fn start(
+    shared: Arc<Shared>,
+    dev_ids: Vec<u32>,
+    pin: Option<PathBuf>,
+    mode: Answer,
+) -> Result<Arc<FwMaps>, String> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("firmware".into())
-        .spawn(move || run(shared, dev_ids, pin, tx))
+        .spawn(move || run(shared, dev_ids, pin, mode, tx))
         .map_err(|e| e.to_string())?;
     rx.recv().map_err(|_| "firmware thread died while loading".to_string())?
 }
@@ -414,6 +533,7 @@ fn run(
     shared: Arc<Shared>,
     dev_ids: Vec<u32>,
     pin: Option<PathBuf>,
+    mode: Answer,
     ready: mpsc::Sender<Result<Arc<FwMaps>, String>>,
 ) {
     let mut objects = Vec::new();
@@ -464,6 +584,9 @@ fn run(
                     v.get_mut(DEV_ID_OFFSET..DEV_ID_OFFSET + 4)
                         .ok_or("struct_ops value too short")?
                         .copy_from_slice(&dev.to_ne_bytes());
+                    v.get_mut(ANSWER_TIMEOUT_OFFSET..ANSWER_TIMEOUT_OFFSET + 4)
+                        .ok_or("struct_ops value too short")?
+                        .copy_from_slice(&ANSWER_TIMEOUT_MS.to_ne_bytes());
                 } else if let Some(h) = first_maps.as_ref().and_then(|f| f.get(&name)) {
                     m.reuse_fd(h.as_fd()).map_err(|e| format!("sharing map {name}: {e}"))?;
                 }
@@ -507,9 +630,11 @@ fn run(
                         links.push(link);
                     }
                     // Ours, pinned by an earlier host-bridge: adopt it.
+                    // The object stays: its answer program serves the
+                    // adopted firmware too (they share the maps).
                     Err(e) if is_busy(&e) && maps_pinned && link_pin.as_ref().is_some_and(|p| p.exists()) => {
                         adopted.push(dev);
-                        return Ok(());
+                        break;
                     }
                     Err(e) => {
                         return Err(format!(
@@ -538,15 +663,42 @@ fn run(
         return;
     };
     let mut take = |n: &str| maps.remove(n);
-    let (Some(state), Some(capacity), Some(counters), Some(flows), Some(events)) =
-        (take("state"), take("capacity"), take("counters"), take("flows"), take("events"))
+    let (Some(state), Some(capacity), Some(counters), Some(flows), Some(events), Some(config)) =
+        (take("state"), take("capacity"), take("counters"), take("flows"), take("events"), take("config"))
     else {
         let _ = ready.send(Err("firmware object lacks a map".into()));
         return;
     };
+    let Some(answer_prog) = objects.first_mut().and_then(|o| o.progs_mut().find(|p| p.name() == "answer"))
+    else {
+        let _ = ready.send(Err("firmware object lacks the answer program".into()));
+        return;
+    };
+    let bell = match EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(format!("eventfd: {e}")));
+            return;
+        }
+    };
     // The capacity map starts at 0, "no room", until the agent has said
     // how much it has (dpu.rs publishes it).
-    let fw = Arc::new(FwMaps { state, capacity, counters, flows });
+    let fw = Arc::new(FwMaps {
+        state,
+        capacity,
+        counters,
+        flows,
+        answers: Mutex::new(Vec::new()),
+        bell,
+        mode,
+        kernel_cookies: Mutex::new(HashMap::new()),
+    });
+    shared.lock().track_fw_answers(mode == Answer::Dpu);
+    let heartbeat = |alive_ns: u64| {
+        let c = FwConfig { mode: (mode == Answer::Dpu) as u32, pad: 0, alive_ns };
+        let _ = config.update(&0u32.to_ne_bytes(), bytes_of(&c), MapFlags::ANY);
+    };
+    heartbeat(monotonic_ns());
     let sh = shared.clone();
     let mut builder = RingBufferBuilder::new();
     let fw_ev = fw.clone();
@@ -580,9 +732,34 @@ fn run(
     // life of the process.
     let _ = ready.send(Ok(fw.clone()));
     let mut checked = Instant::now();
+    let mut ctx = vec![0u8; 8 + ANSWER_BATCH * size_of::<RawAnswer>()];
     loop {
-        if let Err(e) = rb.poll(Duration::from_millis(200)) {
+        {
+            // SAFETY: the ring buffer and the eventfd outlive this borrow.
+            let rb_fd = unsafe { BorrowedFd::borrow_raw(rb.epoll_fd()) };
+            let mut fds =
+                [PollFd::new(rb_fd, PollFlags::POLLIN), PollFd::new(fw.bell.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(200u16));
+        }
+        let _ = fw.bell.read();
+        if let Err(e) = rb.consume() {
             crate::log!("firmware ring buffer: {e}");
+        }
+        // While the heartbeat is fresh the firmware leaves tc waiting for
+        // the DPU's answer; if host-bridge dies, it stops within 2 s.
+        heartbeat(monotonic_ns());
+        let answers = std::mem::take(&mut *fw.answers.lock().unwrap_or_else(|p| p.into_inner()));
+        for chunk in answers.chunks(ANSWER_BATCH) {
+            ctx.fill(0);
+            ctx[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
+            for (i, a) in chunk.iter().enumerate() {
+                let at = 8 + i * size_of::<RawAnswer>();
+                ctx[at..at + size_of::<RawAnswer>()].copy_from_slice(bytes_of(a));
+            }
+            let input = ProgramInput { context_in: Some(&mut ctx[..]), ..Default::default() };
+            if let Err(e) = answer_prog.test_run(input) {
+                crate::log!("firmware: running the answer program: {e}");
+            }
         }
         if checked.elapsed() > Duration::from_secs(1) {
             checked = Instant::now();
@@ -604,12 +781,16 @@ fn on_event(shared: &Shared, fw: &FwMaps, data: &[u8]) {
     let mut m = shared.lock();
     match ev.kind {
         FW_EV_REPLACE => match flow_rule(ev.ifindex, &ev.rule) {
-            Ok(f) => m.upsert(Object::Flow(f)),
+            Ok(f) => {
+                fw.kernel_cookies().insert(ev.rule.cookie, ev.kernel_cookie);
+                m.upsert(Object::Flow(f))
+            }
             Err(e) => crate::log!("firmware flow {:#x}: {e}", ev.rule.cookie),
         },
         FW_EV_DESTROY => {
             m.delete(&Key::Flow(ev.rule.cookie));
             fw.forget(ev.rule.cookie);
+            fw.kernel_cookies().remove(&ev.rule.cookie);
         }
         k => crate::log!("firmware: event of unknown kind {k}"),
     }
@@ -623,7 +804,8 @@ fn on_event(shared: &Shared, fw: &FwMaps, data: &[u8]) {
 fn reconcile(shared: &Shared, fw: &FwMaps) -> usize {
     let held = fw.flows();
     let n = held.len();
-    let keys: HashSet<Key> = held.iter().map(|f| Key::Flow(f.cookie)).collect();
+    let keys: HashSet<Key> = held.iter().map(|(f, _)| Key::Flow(f.cookie)).collect();
+    *fw.kernel_cookies() = held.iter().map(|(f, k)| (f.cookie, *k)).collect();
     let mut m = shared.lock();
     let stale = m.select(
         |o| matches!(o, Object::Flow(f) if f.cookie >> 63 == 1 && !keys.contains(&Key::Flow(f.cookie))),
@@ -631,7 +813,7 @@ fn reconcile(shared: &Shared, fw: &FwMaps) -> usize {
     for k in stale {
         m.delete(&k);
     }
-    for f in held {
+    for (f, _) in held {
         m.upsert(Object::Flow(f));
     }
     // Counters of flows whose destroy event was lost (written before the
@@ -693,6 +875,15 @@ mod tests {
         // An event is read from raw bytes of any length without panicking.
         assert!(read::<RawEvent>(&[0u8; 10]).is_none());
         assert!(read::<RawEvent>(&[0u8; 400]).is_some());
+        assert!(read::<RawEvent>(&[0u8; 383]).is_none());
+    }
+
+    #[test]
+    fn the_published_capacity_never_exceeds_the_flows_map() {
+        // dpu-1m has 65,536 flows; the firmware tracks 16,384.
+        assert_eq!(clamp_capacity(65_536, 16_384), 16_384);
+        assert_eq!(clamp_capacity(128, 16_384), 128);
+        assert_eq!(clamp_capacity(0, 16_384), 0);
     }
 
     #[test]

@@ -49,6 +49,13 @@ RUN OPTIONS:
                        /sys/fs/bpf/host-bridge) so that it stays attached
                        while host-bridge is down, and adopt it on restart:
                        offloaded rules survive host-bridge restarts
+    --tc-answer dpu|now
+                       When tc hears that a skip_sw rule is in hardware
+                       [default: dpu]: dpu waits (up to 2 s) for the DPU's
+                       answer, so in_hw means the DPU holds the rule and its
+                       refusal (ENOSPC, EOPNOTSUPP) is tc's error; now
+                       answers once the rule is queued, and a later refusal
+                       shows only in host-bridge status
     --fib-firmware IDS Load the BPF FIB offload firmware and attach it to
                        these netdevsim devices: the kernel's route offload
                        flags (ip route: rt_offload, rt_offload_failed)
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
     let mut firmware: Vec<u32> = Vec::new();
     let mut firmware_pin: Option<PathBuf> = None;
     let mut fib_firmware: Vec<u32> = Vec::new();
+    let mut tc_answer = host_bridge::firmware::Answer::Dpu;
     let mut all = false;
     let mut taps = true;
     let mut tap_ring = host_bridge::notifier::DEFAULT_RING;
@@ -119,6 +127,17 @@ fn main() -> ExitCode {
                     .map(|v| firmware = v)
             }),
             "--firmware-pin" => val("--firmware-pin").map(|v| firmware_pin = Some(v.into())),
+            "--tc-answer" => val("--tc-answer").and_then(|v| match v.as_str() {
+                "dpu" => {
+                    tc_answer = host_bridge::firmware::Answer::Dpu;
+                    Ok(())
+                }
+                "now" => {
+                    tc_answer = host_bridge::firmware::Answer::Now;
+                    Ok(())
+                }
+                _ => Err(format!("--tc-answer: {v:?} is neither dpu nor now")),
+            }),
             "--fib-firmware" => val("--fib-firmware").and_then(|v| {
                 v.split(',')
                     .map(|d| {
@@ -185,7 +204,7 @@ fn main() -> ExitCode {
             let fw = if firmware.is_empty() {
                 None
             } else {
-                match host_bridge::firmware::start(shared.clone(), firmware, firmware_pin) {
+                match host_bridge::firmware::start(shared.clone(), firmware, firmware_pin, tc_answer) {
                     Ok(fw) => Some(fw),
                     Err(e) => {
                         eprintln!("host-bridge: firmware: {e}");

@@ -89,6 +89,9 @@ pub struct Mirror {
     /// Routes whose kernel offload flags must be set again (see
     /// `fib_fw.rs`).
     pub fib_dirty: HashSet<RouteKey>,
+    /// With the flow firmware answering from the DPU (`--tc-answer dpu`):
+    /// the DPU's answers to firmware flows, for the tc requests that wait.
+    fw_answers: Option<Vec<crate::firmware::RawAnswer>>,
 }
 
 /// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
@@ -109,6 +112,29 @@ pub struct HeldRoute {
 impl Mirror {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps the DPU's answers to firmware flows from now on, for the tc
+    /// requests that wait for them.
+    pub fn track_fw_answers(&mut self, on: bool) {
+        self.fw_answers = on.then(Vec::new);
+    }
+
+    /// The answers gathered since the last call.
+    pub fn take_fw_answers(&mut self) -> Vec<crate::firmware::RawAnswer> {
+        self.fw_answers.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn fw_answer(&mut self, op: &Op, status: Option<Status>) {
+        let (Some(v), Op::Upsert(Object::Flow(f))) = (&mut self.fw_answers, op) else { return };
+        if f.cookie >> 63 == 1 {
+            // By flow id: FwMaps::answer puts the kernel's cookie in.
+            v.push(crate::firmware::RawAnswer {
+                cookie: f.cookie,
+                ifindex: f.ifindex,
+                err: crate::firmware::answer_errno(status),
+            });
+        }
     }
 
     /// Keeps the DPU's answer for every route from now on, for the kernel's
@@ -315,6 +341,7 @@ impl Mirror {
             if let Some(op) = ops.get(i) {
                 let k = op.key();
                 failed.insert(i);
+                self.fw_answer(op, Some(status));
                 if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
                     // Every refusal is in the status; the log gets the
@@ -335,6 +362,7 @@ impl Mirror {
             if failed.contains(&i) {
                 continue;
             }
+            self.fw_answer(op, None);
             match op {
                 Op::Upsert(o) => {
                     let k = o.key();
@@ -480,6 +508,94 @@ mod tests {
         m.reconcile(&[Kind::Route, Kind::Nexthop], vec![nh(1, 1), route(1, 1), route(3, 1)]);
         let ops = m.take(100);
         assert_eq!(ops, vec![Op::Upsert(route(3, 1)), Op::Delete(route(2, 1).key())]);
+    }
+
+    fn held(r: &Object, nh_id: u32) -> HeldRoute {
+        HeldRoute {
+            key: match r.key() {
+                Key::Route(k) => k,
+                _ => unreachable!(),
+            },
+            rtn_type: 1,
+            nhs: 1,
+            nh_id,
+        }
+    }
+
+    #[test]
+    fn route_flags_follow_the_dpu_answer_for_the_current_route() {
+        let mut m = Mirror::new();
+        m.track_fib_flags();
+        let (a, b) = (route(1, 5), route(2, 5));
+        let (ka, kb) = (held(&a, 5).key, held(&b, 5).key);
+        m.upsert(nh(5, 1));
+        m.upsert(a.clone());
+        m.upsert(b.clone());
+        // Asked before the DPU answered: nothing to say yet.
+        assert!(!m.fib_asked(&held(&a, 5)));
+        let ops = m.take(100);
+        // The DPU holds a and refuses b.
+        let ib = ops.iter().position(|o| o.key() == b.key()).expect("b sent");
+        m.results(&ops, &[(ib, Status::TableFull, None)]);
+        assert_eq!(m.fib_flags(&ka), Some(FIB_F_OFFLOAD));
+        assert_eq!(m.fib_flags(&kb), Some(FIB_F_OFFLOAD_FAILED));
+        assert_eq!(m.fib_dirty.drain().count(), 2);
+        // The same answer again changes nothing.
+        m.retry_refused();
+        let ops = m.take(100);
+        m.results(&ops, &[(0, Status::TableFull, None)]);
+        assert!(m.fib_dirty.is_empty());
+        // A retry goes through: offload.
+        m.retry_refused();
+        let ops = m.take(100);
+        m.results(&ops, &[]);
+        assert_eq!(m.fib_flags(&kb), Some(FIB_F_OFFLOAD));
+        assert!(m.fib_dirty.contains(&kb));
+        m.fib_dirty.clear();
+        // netdevsim takes a again: its flags go again, if it holds the
+        // route the mirror has (same nexthop object), not another one.
+        assert!(m.fib_asked(&held(&a, 5)));
+        assert!(!m.fib_asked(&held(&a, 6)));
+        assert_eq!(m.fib_dirty.len(), 1);
+        // A changed route has no answer until the DPU gives one.
+        m.upsert(route(1, 6));
+        assert_eq!(m.fib_flags(&ka), None);
+        let ops = m.take(100);
+        m.upsert(route(1, 5)); // changed again while the first change is in flight
+        m.results(&ops, &[]);
+        assert_eq!(m.fib_flags(&ka), None, "an answer for an older version");
+        // A deleted route is forgotten.
+        m.delete(&b.key());
+        assert_eq!(m.fib_flags(&kb), None);
+        assert!(!m.fib_dirty.contains(&kb));
+    }
+
+    #[test]
+    fn firmware_flows_get_the_dpu_answer_as_an_errno() {
+        let mut m = Mirror::new();
+        m.track_fw_answers(true);
+        let flow = |cookie: u64| {
+            Object::Flow(FlowRule {
+                cookie,
+                ifindex: 4,
+                chain: 0,
+                prio: 1,
+                matches: FlowMatch::default(),
+                actions: heapless::Vec::from_slice(&[FlowAction::Drop]).expect("one action"),
+            })
+        };
+        m.upsert(flow(1 << 63));
+        m.upsert(flow((1 << 63) | 1));
+        m.upsert(flow(7)); // a tc filter mirrored from netlink: nobody waits
+        let ops = m.take(100);
+        let i = ops.iter().position(|o| o.key() == Key::Flow((1 << 63) | 1)).expect("sent");
+        m.results(&ops, &[(i, Status::TableFull, None)]);
+        let mut a = m.take_fw_answers();
+        a.sort_by_key(|x| x.cookie);
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].cookie, a[0].ifindex, a[0].err), (1 << 63, 4, 0));
+        assert_eq!((a[1].cookie, a[1].err), ((1 << 63) | 1, -nix::libc::ENOSPC));
+        assert!(m.take_fw_answers().is_empty());
     }
 
     #[test]

@@ -27,8 +27,12 @@ echo "$out" | grep -E "host-bridge: firmware|only read|R1" | head -3 | sed 's/^/
 check "refused firmware: host-bridge exits with an error" test "$rc" != 0
 check "refused firmware: the verifier's reason is shown" grep -q "only read is supported" <<<"$out"
 
-$bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw --stats-interval 500 >/dev/null 2>$work/agent.log &
-for _ in $(seq 100); do [ -S $work/agent.sock ] && break; sleep 0.1; done
+start_agent() {
+	$bin/dpu-agent --listen unix:$work/agent.sock --hw $work/hw --stats-interval 500 >/dev/null 2>>$work/agent.log &
+	agent=$!
+	for _ in $(seq 100); do [ -S $work/agent.sock ] && break; sleep 0.1; done
+}
+start_agent
 status() { $bin/host-bridge status --status $work/status.sock --json 2>/dev/null; }
 cap() { status | python3 -c 'import json,sys; f=json.load(sys.stdin)["firmware"]; print(f["capacity"] if f else "")' 2>/dev/null; }
 start_hb() { # start_hb [ARGS...]: host-bridge with the firmware; waits for its capacity
@@ -93,6 +97,40 @@ tc filter del dev $p0 ingress prio 1
 gone() { for _ in $(seq 50); do $bin/dpu-hw dump $work/hw | grep -q '^flow\[' || return 0; sleep 0.2; done; return 1; }
 check "deleting the rule removes it from the hardware" gone
 
+# hw-tc-offload turned off with a rule offloaded (netdevsim allows it): the
+# rule's delete still reaches the firmware and the DPU.
+tc filter add dev $p0 ingress protocol ip prio 4 flower skip_sw dst_ip 192.0.2.4 action drop
+check "rule for the hw-tc-offload case on the DPU" hw_has "dev $p0 chain 0 prio 4 actions drop"
+ethtool -K $p0 hw-tc-offload off
+tc filter del dev $p0 ingress prio 4
+check "hw-tc-offload off, then tc filter del: the DPU drops the rule" gone
+ethtool -K $p0 hw-tc-offload on
+
+# A rule on a tc block shared by both ports: one flow per port on the DPU.
+for p in $p0 $p1; do
+	tc qdisc del dev $p clsact
+	tc qdisc add dev $p ingress_block 7 clsact
+done
+tc filter add block 7 protocol ip prio 5 flower skip_sw dst_ip 192.0.2.5 action drop
+tc filter show block 7 | grep -E "in_hw" | sed 's/^/  /'
+check "shared block: the rule is in_hw on both ports" bash -c "tc filter show block 7 | grep -q 'in_hw_count 2'"
+check "shared block: the DPU holds it on $p0" hw_has "dev $p0 chain 0 prio 5 actions drop"
+check "shared block: ... and on $p1" hw_has "dev $p1 chain 0 prio 5 actions drop"
+$bin/dpu-hw inject $work/hw --in $(cat /sys/class/net/$p1/ifindex) --dst 192.0.2.5 --proto 17 --len 100 --count 2 >/dev/null
+$bin/dpu-hw inject $work/hw --in $if0 --dst 192.0.2.5 --proto 17 --len 100 --count 1 >/dev/null
+for _ in $(seq 40); do
+	tc -s filter show block 7 | grep -q "Sent hardware 300 bytes 3 pkt" && break
+	sleep 0.05
+done
+check "shared block: tc -s sums both ports' hardware counters" \
+	bash -c "tc -s filter show block 7 | grep -q 'Sent hardware 300 bytes 3 pkt'"
+tc filter del block 7 prio 5
+check "shared block: deleting the rule removes both flows" gone
+for p in $p0 $p1; do
+	tc qdisc del dev $p clsact
+	tc qdisc add dev $p clsact
+done
+
 # ---- host-bridge restarts with a pinned firmware ----------------------------
 # Unpinned, the firmware goes with host-bridge; pinned, it stays attached
 # while host-bridge is down and the next one adopts it with its flows.
@@ -107,6 +145,9 @@ check "pinned firmware: rule A reaches the hardware" hw_has "dev $p0 chain 0 pri
 kill -9 $hb; wait $hb 2>/dev/null
 check "host-bridge killed: the pinned firmware stays attached" \
 	bash -c "bpftool struct_ops show | grep -q nsim_flow_ops"
+# The firmware leaves tc waiting for the DPU's answer while host-bridge's
+# heartbeat is under 2 s old; then it answers at once, as without host-bridge.
+sleep 2.5
 out=$(tc filter add dev $p0 ingress protocol ip prio 3 flower skip_sw dst_ip 192.0.2.3 action drop 2>&1)
 check "rule B added while host-bridge is down is accepted: $out" \
 	bash -c "[ -z '$out' ] && tc -j filter show dev $p0 ingress | grep -q '\"in_hw\":true'"
@@ -142,6 +183,20 @@ check "the DPU hardware holds all $capacity" \
 tc filter del dev $p1 ingress prio 11
 out=$(tc filter add dev $p1 ingress protocol ip prio 9 flower skip_sw dst_ip 203.0.113.9 action drop 2>&1)
 check "a delete makes room again: $out" test -z "$out"
+
+# The DPU unreachable (its agent gone): tc waits for the DPU's answer, and
+# without one the rule is refused, not shown in_hw (--tc-answer dpu, the
+# default). With --tc-answer now it would be in_hw at once.
+kill $agent; wait $agent 2>/dev/null
+rm -f $work/agent.sock
+t0=$(date +%s%N)
+out=$(tc filter add dev $p0 ingress protocol ip prio 30 flower skip_sw dst_ip 192.0.2.30 action drop 2>&1)
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "  $out (after $ms ms)"
+check "DPU unreachable: the skip_sw rule is refused after the 2 s wait" \
+	bash -c "grep -q 'no answer from the flow offload firmware in time' <<<'$out' && [ $ms -ge 1900 ]"
+check "... and tc holds no such rule" bash -c "! tc filter show dev $p0 ingress | grep -q 192.0.2.30"
+start_agent
 
 # Device deletion with the firmware attached and rules in place.
 echo $dev >/sys/bus/netdevsim/del_device

@@ -29,7 +29,7 @@ case ${1:-} in
 esac
 
 need=()
-for p in clang bpftool make strace ethtool python3 jq; do
+for p in clang bpftool make strace ethtool python3 jq netsniff-ng; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		need+=("$p")
 done
@@ -57,11 +57,13 @@ fi
 
 out=$(mktemp -d /tmp/nsim-flow-ops.XXXXXX)
 echo "run.sh: building the selftest from $tree" >&2
-# net/forwarding: the libraries netdevsim's fib.sh sources.
+# net/forwarding: the libraries netdevsim's fib.sh sources (which also wants
+# mausezahn, from netsniff-ng, and jq).
 make -s -C "$tree/tools/testing/selftests" TARGETS="drivers/net/netdevsim net/forwarding" \
 	O="$out/build" KSFT_INSTALL_PATH="$out/ksft" VMLINUX_BTF="$btf" \
 	install >&2
 
-exec "$HERE/../../vm/run.sh" --kernel "$kernel" --out "$out/vm" \
+# Three kselftests, fib.sh the longest (netdevsim sleeps 1 ms per route).
+exec "$HERE/../../vm/run.sh" --kernel "$kernel" --out "$out/vm" --timeout 1800 \
 	"$HERE/ksft-in-vm.sh" "$out/ksft" drivers/net/netdevsim:bpf-flow-ops.sh \
 	drivers/net/netdevsim:bpf-fib-ops.sh drivers/net/netdevsim:fib.sh
