@@ -58,12 +58,13 @@ clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I bpf/firmware \
     -c bpf/firmware/tests/bad_fw.bpf.c -o "$objs/bad_fw.bpf.o"
 passed=0
 failed=0
-for t in "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
+# The kselftests first: the series' own checks fail early.
+for t in "bpf/kernel/tests/run.sh --kernel $kernel" \
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/notifier-taps.sh" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/netdevsim-firmware.sh $objs/bad_fw.bpf.o" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/fib-offload.sh" \
-    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/frr-offload.sh" \
-    "bpf/kernel/tests/run.sh --kernel $kernel"; do
+    "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/frr-offload.sh"; do
     echo "vm-tests: $t"
     # Through a pipe: something in the VM stack reopens its stdout
     # truncating, which wiped earlier output when stdout was a file.

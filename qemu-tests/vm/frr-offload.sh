@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs inside the test VM (bpf/vm/run.sh): a real routing suite reads the
-# DPU's answers. FRR's zebra (Debian's frr 8.4, started with -A: an ASIC
-# offloads the kernel's routes) installs the static routes of staticd, and
+# DPU's answers. FRR's zebra (Debian's frr 8.4, started with --asic-offload:
+# an ASIC offloads the kernel's routes) installs the static routes of staticd, and
 # bgpd learns more from a peer in another netns over a veth; the kernel's
 # netdevsim device has host-bridge's FIB firmware, the DPU (qemu-virt:
 # 1,024 IPv4 routes) holds fewer than the route set.
@@ -17,6 +17,8 @@ bin=$PWD/target/debug
 ns=${1:-1000}
 nb=${2:-200}
 work=$(mktemp -d)
+# The daemons run as user frr: it must reach their directories.
+chmod 755 $work
 here=$(dirname "$0")
 . "$here/common.sh"
 frr=/usr/lib/frr
@@ -30,6 +32,7 @@ for d in zebra staticd bgpd; do
 	[ -x $frr/$d ] || { echo "FAIL: $frr/$d missing (apt-get install frr)"; exit 1; }
 done
 
+ip link set lo up
 dev=50
 new_dev $dev
 ip addr add 192.0.2.1/24 dev $p0
@@ -48,6 +51,7 @@ done
 # FRR in this netns: zebra (-A), staticd with STATIC routes, bgpd peering
 # with a bgpd in netns frrpeer that announces BGP more.
 mkdir -p $work/frr $work/frrpeer
+chown frr:frr $work/frr $work/frrpeer
 python3 -c "
 for i in range($ns):
     print(f'ip route 10.{i // 256}.{i % 256}.0/24 192.0.2.2')
@@ -77,18 +81,21 @@ for i in range($nb):
     print(f'  network 172.16.{i}.0/24')
 print(' exit-address-family')
 " >$work/frrpeer/bgpd.conf
+# In the foreground, in the background: frr 8.4's -d exits early in this VM.
+# No TCP vty (-P 0): only the Unix sockets in DIR.
 daemon() { # daemon DIR NAME ARGS...: an FRR daemon with its sockets and pid in DIR
 	local d=$1 name=$2
 	shift 2
-	$frr/$name -d -u root -g root -i $d/$name.pid --vty_socket $d "$@" >>$d/log 2>&1
+	$frr/$name -P 0 -i $d/$name.pid --vty_socket $d "$@" >>$d/$name.log 2>&1 &
 }
-daemon $work/frr zebra -A -z $work/frr/zserv.api -f /dev/null
+# frr 8.4 has no -A: the long option, with its argument.
+daemon $work/frr zebra --asic-offload=notify_on_ack -z $work/frr/zserv.api -f /dev/null
 for _ in $(seq 100); do [ -S $work/frr/zserv.api ] && break; sleep 0.1; done
 daemon $work/frr staticd -z $work/frr/zserv.api -f $work/frr/staticd.conf
 daemon $work/frr bgpd -z $work/frr/zserv.api -f $work/frr/bgpd.conf -p 179
 # The peer needs no zebra: it only announces (-Z), on its own port 179.
-ip netns exec frrpeer $frr/bgpd -d -u root -g root -Z -i $work/frrpeer/bgpd.pid \
-	--vty_socket $work/frrpeer -f $work/frrpeer/bgpd.conf -p 179 >>$work/frrpeer/log 2>&1
+ip netns exec frrpeer $frr/bgpd -P 0 -Z -i $work/frrpeer/bgpd.pid \
+	--vty_socket $work/frrpeer -f $work/frrpeer/bgpd.conf -p 179 >>$work/frrpeer/bgpd.log 2>&1 &
 vtysh() { /usr/bin/vtysh --vty_socket $work/frr "$@"; }
 
 # frr_compare: vtysh's offloaded marks, ip -j route flags and the DPU table.
@@ -133,17 +140,18 @@ if bad:
     sys.exit(1)
 EOF
 }
-settled() { # settled SECONDS
-	local i
-	for i in $(seq $(($1 * 2))); do
+settled() { # settled SECONDS: waits until frr_compare passes
+	local end=$(($(date +%s) + $1))
+	while [ "$(date +%s)" -lt $end ]; do
 		frr_compare >/dev/null 2>&1 && return 0
 		sleep 0.5
 	done
 	frr_compare verbose
-	return 1
 }
 
-check "FRR: $ns static and $nb BGP routes, offloaded as the DPU holds them" settled 180
+t0=$(date +%s)
+check "FRR: $ns static and $nb BGP routes, offloaded as the DPU holds them" settled 400
+echo "  (settled after $(( $(date +%s) - t0 )) s)"
 frr_compare | sed 's/^/  /'
 vtysh -c "show bgp summary" 2>/dev/null | grep -E "^198\.51\.100\.2|Neighbor" | sed 's/^/  /'
 failed=$(frr_compare | sed -n 's/.* failed \([0-9]*\).*/\1/p')
@@ -160,7 +168,9 @@ args=()
 for c in "${del[@]}"; do args+=(-c "$c"); done
 vtysh "${args[@]}" >/dev/null 2>&1
 ns=$((ns - 300))
-check "300 static routes deleted: FRR, the kernel and the DPU agree again" settled 120
+t0=$(date +%s)
+check "300 static routes deleted: FRR, the kernel and the DPU agree again" settled 300
+echo "  (settled after $(( $(date +%s) - t0 )) s)"
 frr_compare | sed 's/^/  /'
 after=$(frr_compare | sed -n 's/.* failed \([0-9]*\).*/\1/p')
 check "refused routes flipped to offloaded in FRR ($failed -> ${after:-?} refused)" \
