@@ -212,8 +212,12 @@ int BPF_PROG(flow_replace, struct net_device *dev, struct flow_cls_offload *cls)
 		__builtin_memcpy(&f->rule, &ev->rule, sizeof(f->rule));
 	}
 	__sync_fetch_and_add(&st->replaced, 1);
+	/* Only a new flow waits: a REPLACE of one held already (a block's
+	 * re-offload) changes nothing the DPU would answer, and no answer
+	 * would come.
+	 */
 	cfg = bpf_map_lookup_elem(&config, &zero);
-	if (cfg && cfg->mode == FW_ANSWER_DPU &&
+	if (fresh && cfg && cfg->mode == FW_ANSWER_DPU &&
 	    bpf_ktime_get_ns() - cfg->alive_ns < FW_ALIVE_NS)
 		return -EINPROGRESS;
 	return 0;
