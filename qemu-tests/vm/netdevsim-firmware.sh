@@ -187,6 +187,10 @@ check "a delete makes room again: $out" test -z "$out"
 # The DPU unreachable (its agent gone): tc waits for the DPU's answer, and
 # without one the rule is refused, not shown in_hw (--tc-answer dpu, the
 # default). With --tc-answer now it would be in_hw at once.
+# Room for the rule first: the table is full again, and a full table is
+# refused by the firmware at once (ENOSPC), before any wait.
+tc filter del dev $p1 ingress prio 9
+for _ in $(seq 50); do [ "$($bin/dpu-hw dump $work/hw | grep -c '^flow\[')" -lt "$capacity" ] && break; sleep 0.2; done
 kill $agent; wait $agent 2>/dev/null
 rm -f $work/agent.sock
 t0=$(date +%s%N)
