@@ -23,6 +23,7 @@
 //! the syscall program. The kernel applies a flag only to the route
 //! netdevsim holds with that table, prefix and metric.
 
+use crate::firmware::{bytes_of, read};
 use crate::kernel::Shared;
 use crate::mirror::HeldRoute;
 use dpu_wire::{Ip, Prefix, RouteKey};
@@ -120,20 +121,6 @@ pub struct FibFwStatus {
     pub run_errors: u64,
     /// Full resends after lost events.
     pub resends: u64,
-}
-
-fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
-    if b.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: T is a repr(C) struct of integers and byte arrays, valid for
-    // every bit pattern, and b holds at least size_of::<T>() bytes.
-    Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
-}
-
-fn bytes_of<T: Copy>(v: &T) -> &[u8] {
-    // SAFETY: T is a repr(C) struct of integers without padding.
-    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
 }
 
 /// The route an event names, as the mirror keys it; None for what the

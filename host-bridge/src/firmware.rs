@@ -231,7 +231,7 @@ pub fn answer_errno(status: Option<Status>) -> i32 {
 }
 
 /// Reads a plain-integer `repr(C)` struct from the front of `b`.
-fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
+pub(crate) fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
     if b.len() < size_of::<T>() {
         return None;
     }
@@ -240,7 +240,7 @@ fn read<T: Copy + Default>(b: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const T) })
 }
 
-fn bytes_of<T: Copy>(v: &T) -> &[u8] {
+pub(crate) fn bytes_of<T: Copy>(v: &T) -> &[u8] {
     // SAFETY: T is a repr(C) struct of integers without padding.
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
 }
