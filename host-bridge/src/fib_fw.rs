@@ -23,11 +23,11 @@
 //! the syscall program. The kernel applies a flag only to the route
 //! netdevsim holds with that table, prefix and metric.
 
-use crate::firmware::{bytes_of, read};
+use crate::firmware::{read, run_batch};
 use crate::kernel::Shared;
 use crate::mirror::HeldRoute;
 use dpu_wire::{Ip, Prefix, RouteKey};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, ProgramInput, RingBufferBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, RingBufferBuilder};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
 use std::mem::size_of;
@@ -328,23 +328,18 @@ fn flush(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &m
     let (mut runs, mut errors, mut applied) = (0u64, 0u64, 0u64);
     for &dev in dev_ids {
         for chunk in todo.chunks(BATCH) {
-            ctx.fill(0);
-            ctx[..4].copy_from_slice(&dev.to_ne_bytes());
-            ctx[4..8].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
-            for (i, f) in chunk.iter().enumerate() {
-                let at = 8 + i * size_of::<RawFlags>();
-                ctx[at..at + size_of::<RawFlags>()].copy_from_slice(bytes_of(f));
-            }
-            let input = ProgramInput { context_in: Some(&mut ctx[..]), ..Default::default() };
+            let mut head = [0u8; 8];
+            head[..4].copy_from_slice(&dev.to_ne_bytes());
+            head[4..].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
             runs += 1;
-            match prog.test_run(input) {
-                Ok(out) if (out.return_value as i32) >= 0 => applied += out.return_value as u64,
-                Ok(out) => {
+            match run_batch(prog, ctx, head, chunk) {
+                Ok(n) if n >= 0 => applied += n as u64,
+                Ok(n) => {
                     errors += 1;
                     if errors == 1 {
                         crate::log!(
                             "FIB firmware: setting flags on device {dev}: {}",
-                            std::io::Error::from_raw_os_error(-(out.return_value as i32))
+                            std::io::Error::from_raw_os_error(-n)
                         );
                     }
                 }

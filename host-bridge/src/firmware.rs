@@ -245,6 +245,26 @@ pub(crate) fn bytes_of<T: Copy>(v: &T) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }
 }
 
+/// Runs a syscall program whose context is an 8-byte header followed by
+/// `entries`, the whole of `ctx` passed (the verifier sized the kfunc's
+/// access by it; what `entries` leave is zeroed). Returns the program's
+/// return value.
+pub(crate) fn run_batch<T: Copy>(
+    prog: &libbpf_rs::ProgramMut,
+    ctx: &mut [u8],
+    head: [u8; 8],
+    entries: &[T],
+) -> libbpf_rs::Result<i32> {
+    ctx.fill(0);
+    ctx[..8].copy_from_slice(&head);
+    for (i, e) in entries.iter().enumerate() {
+        let at = 8 + i * size_of::<T>();
+        ctx[at..at + size_of::<T>()].copy_from_slice(bytes_of(e));
+    }
+    let input = ProgramInput { context_in: Some(ctx), ..Default::default() };
+    prog.test_run(input).map(|out| out.return_value as i32)
+}
+
 // enum flow_action_id
 const ACT_ACCEPT: u32 = 0;
 const ACT_DROP: u32 = 1;
@@ -750,14 +770,9 @@ fn run(
         heartbeat(monotonic_ns());
         let answers = std::mem::take(&mut *fw.answers.lock().unwrap_or_else(|p| p.into_inner()));
         for chunk in answers.chunks(ANSWER_BATCH) {
-            ctx.fill(0);
-            ctx[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
-            for (i, a) in chunk.iter().enumerate() {
-                let at = 8 + i * size_of::<RawAnswer>();
-                ctx[at..at + size_of::<RawAnswer>()].copy_from_slice(bytes_of(a));
-            }
-            let input = ProgramInput { context_in: Some(&mut ctx[..]), ..Default::default() };
-            if let Err(e) = answer_prog.test_run(input) {
+            let mut head = [0u8; 8];
+            head[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
+            if let Err(e) = run_batch(&answer_prog, &mut ctx, head, chunk) {
                 crate::log!("firmware: running the answer program: {e}");
             }
         }
