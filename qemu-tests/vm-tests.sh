@@ -25,7 +25,7 @@
 #    equal the DPU hardware table, refused routes flip once room frees;
 #  - bpf/kernel/tests/run.sh: the series' kselftests for the netdevsim
 #    struct_ops (drivers/net/netdevsim/bpf-flow-ops.sh, bpf-fib-ops.sh) and
-#    netdevsim's own fib.sh.
+#    netdevsim's own fib.sh and nexthop.sh.
 #
 #   bash qemu-tests/vm-tests.sh [--debug]
 #
