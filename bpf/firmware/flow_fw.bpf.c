@@ -179,18 +179,23 @@ int BPF_PROG(flow_replace, struct net_device *dev, struct flow_cls_offload *cls)
 			__sync_fetch_and_add(&st->refused_full, 1);
 			return -ENOSPC;
 		}
-		/* The slot before the event: a flow user space hears of
-		 * always has its record, for its stats and its destroy.
-		 */
-		if (bpf_map_update_elem(&flows, &key, &(struct fw_flow){}, BPF_NOEXIST)) {
-			__sync_fetch_and_sub(&st->flows, 1);
-			__sync_fetch_and_add(&st->refused_full, 1);
-			return -ENOSPC;
-		}
 		/* Bit 63 set: the DPU keeps the other half for the flows
 		 * host-bridge mirrors from netlink.
 		 */
 		id = (1ULL << 63) | __sync_fetch_and_add(&st->next_id, 1);
+		/* The slot before the event, named from the start (a reader
+		 * never sees a slot without its id): a flow user space hears
+		 * of always has its record, for its stats and its destroy.
+		 */
+		if (bpf_map_update_elem(&flows, &key,
+					&(struct fw_flow){ .ifindex = key.ifindex,
+							   .id = id,
+							   .kernel_cookie = key.cookie },
+					BPF_NOEXIST)) {
+			__sync_fetch_and_sub(&st->flows, 1);
+			__sync_fetch_and_add(&st->refused_full, 1);
+			return -ENOSPC;
+		}
 	}
 	ev->rule.cookie = id;
 	/* Tell user space before tc hears 0: a flow it never hears of must

@@ -220,8 +220,32 @@ struct bpf_nsim_fib_route {
 	u8 type;
 } __attribute__((preserve_access_index));
 
+enum nexthop_event_type {
+	NEXTHOP_EVENT_DEL = 0,
+	NEXTHOP_EVENT_REPLACE = 1,
+	NEXTHOP_EVENT_RES_TABLE_PRE_REPLACE = 2,
+	NEXTHOP_EVENT_BUCKET_REPLACE = 3,
+	NEXTHOP_EVENT_HW_STATS_REPORT_DELTA = 4,
+};
+
+struct bpf_nsim_nexthop {
+	__be32 gw[4];
+	u32 id;
+	u32 event;
+	u32 type;
+	u32 nhs;
+	u32 ifindex;
+	u32 bucket;
+	u32 bucket_nh_id;
+	u8 gw_family;
+	u8 blackhole;
+	u8 fdb;
+	u8 __pad;
+} __attribute__((preserve_access_index));
+
 struct nsim_fib_ops {
 	int (*route_event)(const struct bpf_nsim_fib_route *rt);
+	int (*nexthop_event)(const struct bpf_nsim_nexthop *nh);
 	u32 dev_id;
 };
 
@@ -239,6 +263,12 @@ struct bpf_nsim_fib_hw_flags_batch {
 	u32 dev_id;
 	u32 count;
 	struct bpf_nsim_fib_hw_flags routes[];
+};
+
+struct bpf_nsim_nexthop_hw_flags {
+	u32 id;
+	u8 flags;
+	u8 __pad[3];
 };
 
 #endif /* __VMLINUX_H__ */

@@ -9,6 +9,12 @@
 //!  ip route: rt_offload / rt_offload_failed ◀── bpf_nsim_fib_hw_flags_set ◀── set_flags (syscall prog)
 //! ```
 //!
+//! Nexthop objects go the same way: `nexthop_event` reports each one
+//! netdevsim takes (and each resilient bucket move), and `set_nh_flags`
+//! (`bpf_nsim_nexthop_hw_flags_set`) gives `ip nexthop` the `offload` flag
+//! for those the DPU holds. One the DPU refused carries no flag: nexthop
+//! objects have no offload_failed flag, and the routes over it get theirs.
+//!
 //! One struct_ops per configured netdevsim device (`--fib-firmware IDS`),
 //! attached through a BPF link for the life of host-bridge: when it exits,
 //! netdevsim flags every route `trap` again, as it does without firmware.
@@ -23,9 +29,9 @@
 //! the syscall program. The kernel applies a flag only to the route
 //! netdevsim holds with that table, prefix and metric.
 
-use crate::firmware::{read, run_batch};
+use crate::firmware::{read, run_batch, transient, transient_run};
 use crate::kernel::Shared;
-use crate::mirror::HeldRoute;
+use crate::mirror::{HeldNexthop, HeldRoute, HeldShape};
 use dpu_wire::{Ip, Prefix, RouteKey};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ObjectBuilder, RingBufferBuilder};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -38,13 +44,20 @@ use std::time::{Duration, Instant};
 /// The compiled firmware (host-bridge's build script runs clang).
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fib_fw.bpf.o"));
 
-/// Offset of `dev_id` in `struct nsim_fib_ops`: one function pointer.
-const DEV_ID_OFFSET: usize = 8;
+/// Offset of `dev_id` in `struct nsim_fib_ops`: two function pointers.
+const DEV_ID_OFFSET: usize = 16;
 /// Routes per run of the set_flags program (`FIB_FW_BATCH`).
 pub const BATCH: usize = 1024;
+/// Nexthop objects per run of set_nh_flags (`FIB_FW_NH_BATCH`).
+pub const NH_BATCH: usize = 1024;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const FIB_EVENT_ENTRY_DEL: u32 = 3;
+// enum nexthop_event_type and enum nh_notifier_info_type
+const NEXTHOP_EVENT_DEL: u32 = 0;
+const NH_TYPE_SINGLE: u32 = 0;
+const NH_TYPE_GRP: u32 = 1;
+const NH_TYPE_RES_TABLE: u32 = 2;
 
 /// `struct bpf_nsim_fib_route` (the kernel series, patch 4).
 #[repr(C)]
@@ -72,13 +85,51 @@ pub struct RawEvent {
     pub pad: u32,
 }
 
+/// `struct bpf_nsim_nexthop` (the kernel series, patch 8).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawNexthop {
+    pub gw: [u8; 16],
+    pub id: u32,
+    pub event: u32,
+    pub nh_type: u32,
+    pub nhs: u32,
+    pub ifindex: u32,
+    pub bucket: u32,
+    pub bucket_nh_id: u32,
+    pub gw_family: u8,
+    pub blackhole: u8,
+    pub fdb: u8,
+    pub pad: u8,
+}
+
+/// `struct fib_fw_nh_event`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawNhEvent {
+    pub nh: RawNexthop,
+    pub dev_id: u32,
+    pub pad: u32,
+}
+
 /// `struct fib_fw_state`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FibFwState {
     pub routes: u64,
     pub deletes: u64,
+    pub nexthops: u64,
+    pub nexthop_deletes: u64,
     pub lost_events: u64,
+}
+
+/// `struct bpf_nsim_nexthop_hw_flags`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawNhFlags {
+    pub id: u32,
+    pub flags: u8,
+    pub pad: [u8; 3],
 }
 
 /// `struct bpf_nsim_fib_hw_flags`.
@@ -96,11 +147,16 @@ pub struct RawFlags {
 
 const _: () = assert!(size_of::<RawRoute>() == 40);
 const _: () = assert!(size_of::<RawEvent>() == 48);
-const _: () = assert!(size_of::<FibFwState>() == 24);
+const _: () = assert!(size_of::<RawNexthop>() == 48);
+const _: () = assert!(size_of::<RawNhEvent>() == 56);
+const _: () = assert!(size_of::<FibFwState>() == 40);
 const _: () = assert!(size_of::<RawFlags>() == 28);
+const _: () = assert!(size_of::<RawNhFlags>() == 8);
 /// `struct fib_fw_batch`: the program's context, always passed whole (the
 /// verifier sized the kfunc's access by it).
 const CTX_BYTES: usize = 8 + BATCH * size_of::<RawFlags>();
+/// `struct fib_fw_nh_batch`.
+const NH_CTX_BYTES: usize = 8 + NH_BATCH * size_of::<RawNhFlags>();
 
 /// What status shows of the FIB firmware.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -116,6 +172,12 @@ pub struct FibFwStatus {
     /// applied (netdevsim held that route with that metric).
     pub flags_sent: u64,
     pub flags_applied: u64,
+    /// Nexthop events that led to flags being sent again, those the
+    /// mirror could not answer yet, and nexthop flags sent and applied.
+    pub nh_asks: u64,
+    pub nh_unanswered: u64,
+    pub nh_flags_sent: u64,
+    pub nh_flags_applied: u64,
     /// Runs of the set_flags program, and those that failed.
     pub runs: u64,
     pub run_errors: u64,
@@ -137,6 +199,19 @@ pub fn held_route(r: &RawRoute) -> Option<HeldRoute> {
         nhs: r.nhs,
         nh_id: r.nh_id,
     })
+}
+
+/// The nexthop object an event names; None for a delete or a type the
+/// mirror does not know.
+pub fn held_nexthop(n: &RawNexthop) -> Option<HeldNexthop> {
+    let shape = match n.nh_type {
+        _ if n.event == NEXTHOP_EVENT_DEL => return None,
+        NH_TYPE_SINGLE => HeldShape::Single { ifindex: n.ifindex, blackhole: n.blackhole != 0 },
+        NH_TYPE_GRP => HeldShape::Group(n.nhs),
+        NH_TYPE_RES_TABLE => HeldShape::Resilient(n.nhs),
+        _ => return None,
+    };
+    Some(HeldNexthop { id: n.id, shape, fdb: n.fdb != 0 })
 }
 
 /// The kernel's form of a route's flags.
@@ -231,8 +306,20 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), St
         let _ = ready.send(Err("FIB firmware object lacks a map".into()));
         return;
     };
-    let Some(prog) = objects.first_mut().and_then(|o| o.progs_mut().find(|p| p.name() == "set_flags")) else {
-        let _ = ready.send(Err("FIB firmware object lacks set_flags".into()));
+    let Some(obj) = objects.first_mut() else {
+        let _ = ready.send(Err("no FIB firmware object".into()));
+        return;
+    };
+    let (mut prog, mut nh_prog) = (None, None);
+    for p in obj.progs_mut() {
+        match p.name().to_str() {
+            Some("set_flags") => prog = Some(p),
+            Some("set_nh_flags") => nh_prog = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(prog), Some(nh_prog)) = (prog, nh_prog) else {
+        let _ = ready.send(Err("FIB firmware object lacks set_flags or set_nh_flags".into()));
         return;
     };
     shared.lock().track_fib_flags();
@@ -262,6 +349,7 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), St
     let mut lost = 0;
     let mut checked = Instant::now();
     let mut ctx = vec![0u8; CTX_BYTES];
+    let mut nh_ctx = vec![0u8; NH_CTX_BYTES];
     loop {
         {
             // SAFETY: both descriptors outlive this borrow: the ring buffer
@@ -293,10 +381,25 @@ fn run(shared: Arc<Shared>, dev_ids: Vec<u32>, ready: mpsc::Sender<Result<(), St
             }
         }
         flush(&shared, &dev_ids, &prog, &mut ctx);
+        flush_nexthops(&shared, &dev_ids, &nh_prog, &mut nh_ctx);
     }
 }
 
 fn on_event(shared: &Shared, data: &[u8]) {
+    // The two records differ in size (fib_fw.h).
+    if data.len() == size_of::<RawNhEvent>() {
+        if let Some(held) = read::<RawNhEvent>(data).and_then(|ev| held_nexthop(&ev.nh)) {
+            let answered = shared.lock().nh_asked(&held);
+            if let Some(s) = shared.fib().as_mut() {
+                if answered {
+                    s.nh_asks += 1;
+                } else {
+                    s.nh_unanswered += 1;
+                }
+            }
+        }
+        return;
+    }
     let Some(ev) = read::<RawEvent>(data) else {
         crate::log!("FIB firmware: short event ({} bytes)", data.len());
         return;
@@ -325,9 +428,69 @@ fn flush(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &m
         let keys: Vec<RouteKey> = m.fib_dirty.drain().collect();
         keys.iter().filter_map(|k| m.fib_flags(k).map(|f| raw_flags(k, f))).collect()
     };
-    let (mut runs, mut errors, mut applied) = (0u64, 0u64, 0u64);
+    let (runs, errors, applied, retry) = send(dev_ids, prog, ctx, &todo, BATCH);
+    if retry {
+        shared.lock().fib_dirty.extend(todo.iter().filter_map(held_key));
+    }
+    if let Some(s) = shared.fib().as_mut() {
+        s.flags_sent += todo.len() as u64;
+        s.flags_applied += applied;
+        s.runs += runs;
+        s.run_errors += errors;
+    }
+}
+
+/// Sends the flags of every dirty nexthop object to every device.
+fn flush_nexthops(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &mut [u8]) {
+    let todo: Vec<RawNhFlags> = {
+        let mut m = shared.lock();
+        if m.nh_dirty.is_empty() {
+            return;
+        }
+        let ids: Vec<u32> = m.nh_dirty.drain().collect();
+        ids.iter()
+            .filter_map(|&id| m.nh_flags(id).map(|flags| RawNhFlags { id, flags, pad: [0; 3] }))
+            .collect()
+    };
+    let (runs, errors, applied, retry) = send(dev_ids, prog, ctx, &todo, NH_BATCH);
+    if retry {
+        shared.lock().nh_dirty.extend(todo.iter().map(|f| f.id));
+    }
+    if let Some(s) = shared.fib().as_mut() {
+        s.nh_flags_sent += todo.len() as u64;
+        s.nh_flags_applied += applied;
+        s.runs += runs;
+        s.run_errors += errors;
+    }
+}
+
+/// The route a flags entry names (what [`raw_flags`] made it from).
+fn held_key(f: &RawFlags) -> Option<RouteKey> {
+    let r = RawRoute {
+        dst: f.dst,
+        tb_id: f.tb_id,
+        metric: f.metric,
+        family: f.family,
+        dst_len: f.dst_len,
+        ..Default::default()
+    };
+    held_route(&r).map(|h| h.key)
+}
+
+/// Runs `prog` over `todo` in batches of `batch`, for every device.
+/// Returns (runs, failed runs, entries the kernel applied, whether a
+/// failure was transient: the caller then sends the batch again on its
+/// next round).
+fn send<T: Copy>(
+    dev_ids: &[u32],
+    prog: &libbpf_rs::ProgramMut,
+    ctx: &mut [u8],
+    todo: &[T],
+    batch: usize,
+) -> (u64, u64, u64, bool) {
+    let (mut runs, mut errors, mut applied, mut retry) = (0u64, 0u64, 0u64, false);
     for &dev in dev_ids {
-        for chunk in todo.chunks(BATCH) {
+        for chunk in todo.chunks(batch) {
             let mut head = [0u8; 8];
             head[..4].copy_from_slice(&dev.to_ne_bytes());
             head[4..].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
@@ -336,28 +499,26 @@ fn flush(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &m
                 Ok(n) if n >= 0 => applied += n as u64,
                 Ok(n) => {
                     errors += 1;
+                    retry |= transient(-n);
                     if errors == 1 {
                         crate::log!(
-                            "FIB firmware: setting flags on device {dev}: {}",
+                            "FIB firmware: {} on device {dev}: {}",
+                            prog.name().to_string_lossy(),
                             std::io::Error::from_raw_os_error(-n)
                         );
                     }
                 }
                 Err(e) => {
                     errors += 1;
+                    retry |= transient_run(&e);
                     if errors == 1 {
-                        crate::log!("FIB firmware: running set_flags: {e}");
+                        crate::log!("FIB firmware: running {}: {e}", prog.name().to_string_lossy());
                     }
                 }
             }
         }
     }
-    if let Some(s) = shared.fib().as_mut() {
-        s.flags_sent += todo.len() as u64;
-        s.flags_applied += applied;
-        s.runs += runs;
-        s.run_errors += errors;
-    }
+    (runs, errors, applied, retry)
 }
 
 #[cfg(test)]
@@ -392,6 +553,31 @@ mod tests {
         assert!(held_route(&r).is_none());
         assert!(read::<RawEvent>(&[0u8; 47]).is_none());
         assert!(read::<RawEvent>(&[0u8; 48]).is_some());
+    }
+
+    #[test]
+    fn nexthop_events_name_their_shape() {
+        let mut n =
+            RawNexthop { id: 7, event: 1, nh_type: NH_TYPE_SINGLE, nhs: 1, ifindex: 4, ..Default::default() };
+        assert_eq!(
+            held_nexthop(&n),
+            Some(HeldNexthop {
+                id: 7,
+                shape: HeldShape::Single { ifindex: 4, blackhole: false },
+                fdb: false
+            })
+        );
+        n.nh_type = NH_TYPE_GRP;
+        n.nhs = 3;
+        assert_eq!(held_nexthop(&n).map(|h| h.shape), Some(HeldShape::Group(3)));
+        n.nh_type = NH_TYPE_RES_TABLE;
+        n.event = 3; // a bucket move
+        assert_eq!(held_nexthop(&n).map(|h| h.shape), Some(HeldShape::Resilient(3)));
+        n.event = NEXTHOP_EVENT_DEL;
+        assert_eq!(held_nexthop(&n), None);
+        n.event = 1;
+        n.nh_type = 9;
+        assert_eq!(held_nexthop(&n), None, "a type the mirror does not know");
     }
 
     #[test]

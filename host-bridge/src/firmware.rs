@@ -265,6 +265,21 @@ pub(crate) fn run_batch<T: Copy>(
     prog.test_run(input).map(|out| out.return_value as i32)
 }
 
+/// Whether a syscall program's failure may go through later: the kernel
+/// ran short (ENOMEM, EAGAIN, EINTR, EBUSY), not a device gone (ENODEV), a
+/// firmware detached (ENOENT) or a malformed batch (EINVAL), which a retry
+/// repeats.
+pub(crate) fn transient(errno: i32) -> bool {
+    use nix::libc::{EAGAIN, EBUSY, EINTR, ENOMEM};
+    matches!(errno, ENOMEM | EAGAIN | EINTR | EBUSY)
+}
+
+/// The same for a failed BPF_PROG_TEST_RUN.
+pub(crate) fn transient_run(e: &libbpf_rs::Error) -> bool {
+    use libbpf_rs::ErrorKind::{Interrupted, OutOfMemory, WouldBlock};
+    matches!(e.kind(), Interrupted | OutOfMemory | WouldBlock)
+}
+
 // enum flow_action_id
 const ACT_ACCEPT: u32 = 0;
 const ACT_DROP: u32 = 1;
@@ -772,8 +787,22 @@ fn run(
         for chunk in answers.chunks(ANSWER_BATCH) {
             let mut head = [0u8; 8];
             head[..4].copy_from_slice(&(chunk.len() as u32).to_ne_bytes());
-            if let Err(e) = run_batch(&answer_prog, &mut ctx, head, chunk) {
-                crate::log!("firmware: running the answer program: {e}");
+            // Answers nobody waits for (tc gave up) are not errors; a
+            // failed run is, and one the kernel ran short for goes again
+            // on the next round, while tc may still wait.
+            let again = match run_batch(&answer_prog, &mut ctx, head, chunk) {
+                Ok(n) if n >= 0 => false,
+                Ok(n) => {
+                    crate::log!("firmware: answering tc: {}", std::io::Error::from_raw_os_error(-n));
+                    transient(-n)
+                }
+                Err(e) => {
+                    crate::log!("firmware: running the answer program: {e}");
+                    transient_run(&e)
+                }
+            };
+            if again {
+                fw.answers.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(chunk);
             }
         }
         if checked.elapsed() > Duration::from_secs(1) {

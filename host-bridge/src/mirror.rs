@@ -89,6 +89,10 @@ pub struct Mirror {
     /// Routes whose kernel offload flags must be set again (see
     /// `fib_fw.rs`).
     pub fib_dirty: HashSet<RouteKey>,
+    /// The same for nexthop objects (single and groups, by the kernel's
+    /// id, which both share).
+    nh_hw: Option<HashMap<u32, bool>>,
+    pub nh_dirty: HashSet<u32>,
     /// With the flow firmware answering from the DPU (`--tc-answer dpu`):
     /// the DPU's answers to firmware flows, for the tc requests that wait.
     fw_answers: Option<Vec<crate::firmware::RawAnswer>>,
@@ -97,6 +101,25 @@ pub struct Mirror {
 /// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
 pub const FIB_F_OFFLOAD: u8 = 1;
 pub const FIB_F_OFFLOAD_FAILED: u8 = 4;
+
+/// A nexthop object as netdevsim holds it, from the FIB firmware's event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldNexthop {
+    pub id: u32,
+    pub shape: HeldShape,
+    pub fdb: bool,
+}
+
+/// What a held nexthop object is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldShape {
+    /// A single nexthop: its device (none for a blackhole).
+    Single { ifindex: u32, blackhole: bool },
+    /// A group with this many members.
+    Group(u32),
+    /// A resilient group with this many buckets.
+    Resilient(u32),
+}
 
 /// A route as netdevsim holds it, from the FIB firmware's event: what is
 /// compared with the mirrored route before its flags are sent.
@@ -141,6 +164,44 @@ impl Mirror {
     /// route offload flags.
     pub fn track_fib_flags(&mut self) {
         self.fib_hw.get_or_insert_with(HashMap::new);
+        self.nh_hw.get_or_insert_with(HashMap::new);
+    }
+
+    /// The offload flags the DPU's answer gives a nexthop object, if it
+    /// answered for its current state: offload, or none for one it refused
+    /// (nexthop objects have no offload_failed flag).
+    pub fn nh_flags(&self, id: u32) -> Option<u8> {
+        match self.nh_hw.as_ref()?.get(&id)? {
+            true => Some(FIB_F_OFFLOAD),
+            false => Some(0),
+        }
+    }
+
+    /// netdevsim took this nexthop object: its flags go again if the DPU
+    /// answered for the object as the mirror has it and it is the one
+    /// netdevsim holds (see [`Mirror::fib_asked`]).
+    pub fn nh_asked(&mut self, held: &HeldNexthop) -> bool {
+        if self.nh_flags(held.id).is_none() {
+            return false;
+        }
+        let same = match held.shape {
+            HeldShape::Single { ifindex, blackhole } => {
+                matches!(self.get(&Key::Nexthop(held.id)), Some(Object::Nexthop(n))
+                    if n.blackhole == blackhole && n.fdb == held.fdb && (blackhole || n.ifindex == ifindex))
+            }
+            HeldShape::Group(nhs) => {
+                matches!(self.get(&Key::NexthopGroup(held.id)), Some(Object::NexthopGroup(g))
+                    if g.resilient_buckets.is_none() && g.members.len() as u32 == nhs)
+            }
+            HeldShape::Resilient(buckets) => {
+                matches!(self.get(&Key::NexthopGroup(held.id)), Some(Object::NexthopGroup(g))
+                    if g.resilient_buckets.map(u32::from) == Some(buckets))
+            }
+        };
+        if same {
+            self.nh_dirty.insert(held.id);
+        }
+        same
     }
 
     /// The offload flags the DPU's answer gives a route, if it answered
@@ -192,6 +253,9 @@ impl Mirror {
         if let Some(h) = &self.fib_hw {
             self.fib_dirty.extend(h.keys().copied());
         }
+        if let Some(h) = &self.nh_hw {
+            self.nh_dirty.extend(h.keys().copied());
+        }
     }
 
     fn mark(&mut self, key: Key, upsert: bool) {
@@ -212,6 +276,9 @@ impl Mirror {
         self.counters.changes += 1;
         if let (Key::Route(k), Some(h)) = (&key, &mut self.fib_hw) {
             h.remove(k);
+        }
+        if let (Key::Nexthop(id) | Key::NexthopGroup(id), Some(h)) = (&key, &mut self.nh_hw) {
+            h.remove(id);
         }
         if self.shadow.insert(key, bytes.into_boxed_slice()).is_none() {
             if let Some(k) = Kind::of_key(&key) {
@@ -265,6 +332,10 @@ impl Mirror {
             if let (Key::Route(k), Some(h)) = (key, &mut self.fib_hw) {
                 h.remove(k);
                 self.fib_dirty.remove(k);
+            }
+            if let (Key::Nexthop(id) | Key::NexthopGroup(id), Some(h)) = (key, &mut self.nh_hw) {
+                h.remove(id);
+                self.nh_dirty.remove(id);
             }
             self.mark(*key, false);
         }
@@ -380,12 +451,23 @@ impl Mirror {
     /// The DPU's answer for a route, if it is for the route's current state
     /// (not changed again since it was sent).
     fn fib_answer(&mut self, k: &Key, held: bool) {
-        let (Key::Route(rk), Some(h)) = (k, &mut self.fib_hw) else { return };
         if self.pending.get(k) == Some(&true) {
             return;
         }
-        if h.insert(*rk, held) != Some(held) {
-            self.fib_dirty.insert(*rk);
+        match (k, &mut self.fib_hw, &mut self.nh_hw) {
+            (Key::Route(rk), Some(h), _) => {
+                let changed = h.insert(*rk, held) != Some(held);
+                if changed {
+                    self.fib_dirty.insert(*rk);
+                }
+            }
+            (Key::Nexthop(id) | Key::NexthopGroup(id), _, Some(h)) => {
+                let changed = h.insert(*id, held) != Some(held);
+                if changed {
+                    self.nh_dirty.insert(*id);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -568,6 +650,48 @@ mod tests {
         m.delete(&b.key());
         assert_eq!(m.fib_flags(&kb), None);
         assert!(!m.fib_dirty.contains(&kb));
+    }
+
+    #[test]
+    fn nexthop_flags_follow_the_dpu_answer_for_the_current_object() {
+        let mut m = Mirror::new();
+        m.track_fib_flags();
+        let single =
+            |id| HeldNexthop { id, shape: HeldShape::Single { ifindex: 2, blackhole: false }, fdb: false };
+        let group = |id, n| HeldNexthop { id, shape: HeldShape::Group(n), fdb: false };
+        let members =
+            heapless::Vec::from_slice(&[GroupMember { id: 5, weight: 1 }, GroupMember { id: 6, weight: 1 }])
+                .expect("two members");
+        m.upsert(nh(5, 1));
+        m.upsert(nh(6, 1));
+        m.upsert(Object::NexthopGroup(NexthopGroup { id: 9, members, resilient_buckets: None }));
+        assert!(!m.nh_asked(&single(5)), "no answer yet");
+        let ops = m.take(100);
+        let i6 = ops.iter().position(|o| o.key() == Key::Nexthop(6)).expect("6 sent");
+        m.results(&ops, &[(i6, Status::TableFull, None)]);
+        assert_eq!(
+            (m.nh_flags(5), m.nh_flags(6), m.nh_flags(9)),
+            (Some(FIB_F_OFFLOAD), Some(0), Some(FIB_F_OFFLOAD))
+        );
+        assert_eq!(m.nh_dirty.drain().count(), 3);
+        // Asked again: only for the object netdevsim holds as the mirror has it.
+        assert!(m.nh_asked(&single(5)));
+        assert!(!m.nh_asked(&HeldNexthop {
+            shape: HeldShape::Single { ifindex: 3, blackhole: false },
+            ..single(5)
+        }));
+        assert!(m.nh_asked(&group(9, 2)));
+        assert!(!m.nh_asked(&group(9, 3)));
+        assert!(!m.nh_asked(&HeldNexthop { shape: HeldShape::Resilient(2), ..group(9, 2) }));
+        assert_eq!(m.nh_dirty.len(), 2);
+        // A changed nexthop waits for the DPU again; a deleted one is forgotten.
+        m.upsert(nh(5, 2));
+        assert_eq!(m.nh_flags(5), None);
+        m.delete(&Key::NexthopGroup(9));
+        assert_eq!(m.nh_flags(9), None);
+        assert!(!m.nh_dirty.contains(&9));
+        m.fib_all_dirty();
+        assert!(m.nh_dirty.contains(&6));
     }
 
     #[test]

@@ -41,15 +41,18 @@ for _ in $(seq 150); do [ "$(field 'v["dpu"]["snapshots"]')" = 1 ] && break; sle
 grep -E "FIB firmware|snapshot" $work/hb.log | sed 's/^/  /'
 check "host-bridge attached the FIB firmware" bash -c "bpftool struct_ops show | grep -q nsim_fib_ops"
 
-# compare [QUIET]: ip -j route (IPv4 and IPv6, every table) against the DPU's
-# route table. Prints the counts; fails unless rt_offload is set on exactly
-# the routes the DPU holds, rt_offload_failed only on routes it does not,
-# and every test route (10.x) carries one of the two.
+# compare [QUIET]: ip -j route (IPv4 and IPv6, every table) and ip -j
+# nexthop against the DPU's route, nexthop and group tables. Prints the
+# counts; fails unless rt_offload is set on exactly the routes the DPU
+# holds, rt_offload_failed only on routes it does not, every test route
+# (10.x) carries one of the two, and offload is set on exactly the nexthop
+# objects the DPU holds.
 compare() {
 	ip -j -4 route show table all >$work/r4.json
 	ip -j -6 route show table all >$work/r6.json
+	ip -j nexthop show >$work/nh.json
 	$bin/dpu-hw dump $work/hw >$work/hw.txt
-	python3 "$here/fib_compare.py" $work/r4.json $work/r6.json $work/hw.txt "${1:-}"
+	python3 "$here/fib_compare.py" $work/r4.json $work/r6.json $work/hw.txt $work/nh.json "${1:-}"
 }
 settled() { # settled SECONDS: waits until compare passes
 	local end=$(($(date +%s) + $1))
@@ -104,11 +107,35 @@ done
 check "ip monitor route announced each flip (missing: $missing)" test "$missing" = 0
 sysctl -qw net.ipv4.fib_notify_on_flag_change=0
 
+# Nexthop objects (patch 8's nexthop_event): more than the DPU holds
+# (qemu-virt: 256 nexthops, 64 groups). ip nexthop shows offload on exactly
+# those it holds; a refused one has no flag (nexthops have no failed flag).
+python3 -c "
+for i in range(300):
+    print(f'nexthop add id {1000 + i} via 192.0.2.{2 + i % 200} dev $p0')
+print('nexthop add id 2000 group 1000/1001')
+" | ip -batch -
+check "300 nexthop objects: offload flags equal the DPU table" settled 60
+compare | sed 's/^/  /'
+nh_none() { ip -j nexthop show | python3 -c 'import json,sys; print(sum("offload" not in n.get("flags", []) for n in json.load(sys.stdin)))'; }
+refused=$(nh_none)
+check "the DPU refused some nexthops ($refused): no offload flag" test "$refused" -gt 0
+python3 -c "
+for i in range(2, 62):
+    print(f'nexthop del id {1000 + i}')
+" | ip -batch -
+check "60 nexthop deletes: flags equal the DPU table again" settled 60
+left=$(nh_none)
+check "refused nexthops flipped to offload (unflagged: $refused -> $left)" test "$left" -lt "$refused"
+check "a nexthop group the DPU holds: offload" bash -c "ip nexthop show id 2000 | grep -qw offload"
+ip nexthop show id 2000 | sed 's/^/  /'
+
 # host-bridge gone: netdevsim flags routes trap again.
 kill $hb
 wait $hb 2>/dev/null
 for _ in $(seq 50); do ip route show 203.0.113.0/24 | grep -q rt_trap && break; sleep 0.2; done
 check "host-bridge stopped: netdevsim flags routes trap again" bash -c "ip route show 203.0.113.0/24 | grep -q rt_trap"
+check "and nexthops" bash -c "ip nexthop show id 2000 | grep -qw trap"
 
 echo "fib-offload: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""The kernel's route offload flags against the DPU's route table.
+"""The kernel's route and nexthop offload flags against the DPU's tables.
 
-    fib_compare.py R4.json R6.json HW.txt [quiet]
+    fib_compare.py R4.json R6.json HW.txt [NH.json] [quiet]
 
-R4/R6: `ip -j -4|-6 route show table all`; HW: `dpu-hw dump`. A route
-(table, destination, metric) must carry rt_offload exactly when the DPU
-holds it, rt_offload_failed only when it does not, and every test route
-(10.0.0.0/8, 2001:db8:2::/48) one of the two: none waits. Exit 1 with the
-differences otherwise.
+R4/R6: `ip -j -4|-6 route show table all`; HW: `dpu-hw dump`; NH:
+`ip -j nexthop show`. A route (table, destination, metric) must carry
+rt_offload exactly when the DPU holds it, rt_offload_failed only when it
+does not, and every test route (10.0.0.0/8, 2001:db8:2::/48) one of the
+two: none waits. A nexthop object (single or group) must carry offload
+exactly when the DPU holds it (nexthop objects have no failed flag; the
+DPU's own nexthops for inline paths, id 0, are no kernel objects). Exit 1
+with the differences otherwise.
 """
 import json
 import re
@@ -36,21 +39,34 @@ def kernel(path, v6):
 
 
 def hardware(path):
-    held = set()
+    held, nhs = set(), set()
     pat = re.compile(r"^route\[\d+\] table (\d+) (\S+)/(\d+) metric (\d+)")
+    nh_pat = re.compile(r"^(?:nexthop|group)\[\d+\] id (\d+)")
     for line in open(path):
         m = pat.match(line)
         if m:
             held.add((int(m[1]), f"{m[2]}/{m[3]}", int(m[4])))
-    return held
+        m = nh_pat.match(line)
+        # id 0: a nexthop the agent made for routes with inline paths,
+        # not a kernel object (the kernel's ids start at 1).
+        if m and int(m[1]) != 0:
+            nhs.add(int(m[1]))
+    return held, nhs
+
+
+def nexthops(path):
+    text = open(path).read().strip()
+    return {n["id"]: set(n.get("flags", [])) for n in (json.loads(text) if text else [])}
 
 
 def main():
-    r4, r6, hw = sys.argv[1:4]
-    quiet = len(sys.argv) > 4 and sys.argv[4] == "quiet"
+    args = sys.argv[1:]
+    quiet = "quiet" in args
+    args = [a for a in args if a != "quiet"]
+    r4, r6, hw = args[:3]
     routes = kernel(r4, False)
     routes.update(kernel(r6, True))
-    held = hardware(hw)
+    held, nh_held = hardware(hw)
     bad = []
     counts = {"offload": 0, "offload_failed": 0, "none": 0, "held": len(held)}
     for k, flags in sorted(routes.items()):
@@ -65,6 +81,16 @@ def main():
             bad.append(f"{k}: no flag yet")
     for k in sorted(held - set(routes)):
         bad.append(f"{k}: the DPU holds a route the kernel lacks")
+    if len(args) > 3:
+        nhs = nexthops(args[3])
+        counts["nh_offload"] = sum("offload" in f for f in nhs.values())
+        counts["nh_none"] = len(nhs) - counts["nh_offload"]
+        counts["nh_held"] = len(nh_held)
+        for i, flags in sorted(nhs.items()):
+            if ("offload" in flags) != (i in nh_held):
+                bad.append(f"nexthop {i}: flags {sorted(flags)}, DPU {'holds' if i in nh_held else 'lacks'} it")
+        for i in sorted(nh_held - set(nhs)):
+            bad.append(f"nexthop {i}: the DPU holds a nexthop the kernel lacks")
     print(" ".join(f"{n} {c}" for n, c in counts.items()))
     if bad:
         if not quiet:
