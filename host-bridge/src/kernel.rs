@@ -42,8 +42,9 @@ pub struct Shared {
     pub bell: EventFd,
     /// The notifier taps' state, when they run.
     pub taps: Mutex<Option<TapsStatus>>,
-    /// Rung when routes' offload flags are due (`Mirror::fib_dirty`): the
-    /// FIB firmware's thread polls it.
+    /// Rung when routes' or nexthops' offload flags are due
+    /// (`Mirror::fib_dirty`, `nh_dirty`): the FIB firmware's thread polls
+    /// it.
     pub fib_bell: EventFd,
     /// The FIB firmware's state, when it runs.
     pub fib: Mutex<Option<crate::fib_fw::FibFwStatus>>,
@@ -71,9 +72,9 @@ impl Shared {
         self.fib.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wakes the FIB firmware's thread if route flags are due.
+    /// Wakes the FIB firmware's thread if route or nexthop flags are due.
     pub fn fib_due(&self, m: &Mirror) {
-        if !m.fib_dirty.is_empty() {
+        if !m.fib_dirty.is_empty() || !m.nh_dirty.is_empty() {
             let _ = self.fib_bell.write(1);
         }
     }

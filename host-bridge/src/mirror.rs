@@ -17,20 +17,31 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 const RANKS: usize = 10;
 
+/// Upserts go in rank order, deletes in reverse: what an entry refers to
+/// is on the DPU before it and leaves after it. Flows refer to nothing the
+/// mirror sends (a port is a number in their key), so they come early: a
+/// tc request may be waiting for the DPU's answer (`--tc-answer dpu`),
+/// which must not queue behind a burst of routes.
 fn rank(k: &Key) -> usize {
     match k {
         Key::Link(_) => 0,
         Key::Address(_) => 1,
-        Key::Nexthop(_) => 2,
-        Key::NexthopGroup(_) => 3,
-        Key::Route(_) => 4,
-        Key::Neighbour(_) => 5,
-        Key::Fdb(_) => 6,
-        Key::Vlan(_) => 7,
-        Key::Flow(_) => 8,
+        Key::Flow(_) => 2,
+        Key::Nexthop(_) => 3,
+        Key::NexthopGroup(_) => 4,
+        Key::Route(_) => 5,
+        Key::Neighbour(_) => 6,
+        Key::Fdb(_) => 7,
+        Key::Vlan(_) => 8,
         Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => 9,
     }
 }
+
+/// Ranks of the kinds no DPU entry refers to: their deletes go before
+/// every upsert, so that a replace in a full table (one entry out, another
+/// in, in one batch) finds the room the delete frees instead of a
+/// TableFull it would then retry.
+const LEAF_RANKS: [usize; 4] = [2, 5, 6, 7];
 
 /// Counters of the mirror, for status and logs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,8 +84,15 @@ pub struct Mirror {
     /// come and go so that counting never scans the shadow.
     counts: [usize; Kind::ALL.len()],
     /// Pending keys: true for upsert, false for delete.
-    pending: HashMap<Key, bool>,
-    queues: [VecDeque<Key>; RANKS],
+    pending: HashMap<Key, Pending>,
+    /// Pending keys in the order they came, per rank: upserts and deletes
+    /// apart, so that a pass over one never scans the other. A key whose
+    /// pending state changed kind is queued again in the other queue; the
+    /// stale place is skipped when it comes up. A key is queued at most
+    /// once per queue while it is pending, so the queues stay bounded by
+    /// the keys even when updates flip while the DPU is away.
+    ups: [VecDeque<Key>; RANKS],
+    downs: [VecDeque<Key>; RANKS],
     /// Entries the DPU refused, with its answer.
     pub refused: HashMap<Key, Status>,
     pub counters: MirrorCounters,
@@ -96,6 +114,14 @@ pub struct Mirror {
     /// With the flow firmware answering from the DPU (`--tc-answer dpu`):
     /// the DPU's answers to firmware flows, for the tc requests that wait.
     fw_answers: Option<Vec<crate::firmware::RawAnswer>>,
+}
+
+/// A pending key: the update it waits for, and the queues it is in.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    upsert: bool,
+    in_ups: bool,
+    in_downs: bool,
 }
 
 /// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
@@ -259,10 +285,19 @@ impl Mirror {
     }
 
     fn mark(&mut self, key: Key, upsert: bool) {
-        if self.pending.insert(key, upsert).is_some() {
-            self.counters.collapsed += 1;
-        } else {
-            self.queues[rank(&key)].push_back(key);
+        let p = match self.pending.get_mut(&key) {
+            Some(p) => {
+                self.counters.collapsed += 1;
+                p.upsert = upsert;
+                p
+            }
+            None => self.pending.entry(key).or_insert(Pending { upsert, in_ups: false, in_downs: false }),
+        };
+        let queued = if upsert { &mut p.in_ups } else { &mut p.in_downs };
+        if !*queued {
+            *queued = true;
+            let q = if upsert { &mut self.ups } else { &mut self.downs };
+            q[rank(&key)].push_back(key);
         }
     }
 
@@ -370,7 +405,10 @@ impl Mirror {
     /// Takes up to `max` pending updates, in dependency order.
     pub fn take(&mut self, max: usize) -> Vec<Op> {
         let mut out = Vec::new();
-        // Upserts, in rank order; deletes wait for the second pass.
+        for r in LEAF_RANKS {
+            self.drain(r, false, max, &mut out);
+        }
+        // Upserts, in rank order; the other deletes wait for the last pass.
         for r in 0..RANKS {
             self.drain(r, true, max, &mut out);
         }
@@ -381,25 +419,24 @@ impl Mirror {
     }
 
     fn drain(&mut self, r: usize, upserts: bool, max: usize, out: &mut Vec<Op>) {
-        let mut keep = VecDeque::new();
         while out.len() < max {
-            let Some(k) = self.queues[r].pop_front() else { break };
-            match self.pending.get(&k) {
-                Some(&u) if u == upserts => {
-                    self.pending.remove(&k);
-                    match (u, self.get(&k)) {
-                        (true, Some(o)) => out.push(Op::Upsert(o)),
-                        (false, _) => out.push(Op::Delete(k)),
-                        (true, None) => {}
-                    }
-                }
-                Some(_) => keep.push_back(k),
-                None => {}
+            let q = if upserts { &mut self.ups[r] } else { &mut self.downs[r] };
+            let Some(k) = q.pop_front() else { break };
+            let Some(p) = self.pending.get_mut(&k) else { continue }; // taken already
+            if upserts {
+                p.in_ups = false;
+            } else {
+                p.in_downs = false;
             }
-        }
-        // Keys of the other pass keep their place.
-        while let Some(k) = keep.pop_back() {
-            self.queues[r].push_front(k);
+            if p.upsert != upserts {
+                continue; // now of the other kind, queued there too
+            }
+            self.pending.remove(&k);
+            if !upserts {
+                out.push(Op::Delete(k));
+            } else if let Some(o) = self.get(&k) {
+                out.push(Op::Upsert(o));
+            }
         }
     }
 
@@ -451,7 +488,7 @@ impl Mirror {
     /// The DPU's answer for a route, if it is for the route's current state
     /// (not changed again since it was sent).
     fn fib_answer(&mut self, k: &Key, held: bool) {
-        if self.pending.get(k) == Some(&true) {
+        if self.pending.get(k).is_some_and(|p| p.upsert) {
             return;
         }
         match (k, &mut self.fib_hw, &mut self.nh_hw) {
@@ -498,7 +535,7 @@ impl Mirror {
     /// Forgets pending work (a snapshot covers it).
     pub fn clear_pending(&mut self) {
         self.pending.clear();
-        for q in &mut self.queues {
+        for q in self.ups.iter_mut().chain(self.downs.iter_mut()) {
             q.clear();
         }
     }
@@ -589,7 +626,31 @@ mod tests {
         m.take(100);
         m.reconcile(&[Kind::Route, Kind::Nexthop], vec![nh(1, 1), route(1, 1), route(3, 1)]);
         let ops = m.take(100);
-        assert_eq!(ops, vec![Op::Upsert(route(3, 1)), Op::Delete(route(2, 1).key())]);
+        assert_eq!(ops, vec![Op::Delete(route(2, 1).key()), Op::Upsert(route(3, 1))]);
+    }
+
+    #[test]
+    fn leaf_deletes_free_room_before_upserts_and_shared_deletes_wait() {
+        let mut m = Mirror::new();
+        m.upsert(nh(1, 1));
+        m.upsert(route(1, 1));
+        m.take(100);
+        // A route moves from nexthop 1 to 2, nexthop 1 goes, and another
+        // route replaces route 1 in a full table.
+        m.upsert(nh(2, 1));
+        m.upsert(route(2, 2));
+        m.delete(&route(1, 1).key());
+        m.delete(&Key::Nexthop(1));
+        let ops = m.take(100);
+        assert_eq!(
+            ops,
+            vec![
+                Op::Delete(route(1, 1).key()),
+                Op::Upsert(nh(2, 1)),
+                Op::Upsert(route(2, 2)),
+                Op::Delete(Key::Nexthop(1)),
+            ]
+        );
     }
 
     fn held(r: &Object, nh_id: u32) -> HeldRoute {

@@ -44,16 +44,17 @@ for i in range(n):
     print(f'route {verb} 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/32 via 192.0.2.2')
 " "$1" "$2"
 }
-# flagged FILE FLAG N TIMEOUT_S: waits until the monitor log FILE holds N
-# lines for 10.x routes with FLAG; prints the ms it took, from now.
+# flagged FLAG N TIMEOUT_S: waits until N routes in 10.0.0.0/8 carry FLAG
+# in a dump of the main table (the monitor's log of 100,000 changes is too
+# slow to count under TCG); the deadline is wall time. Prints how many do.
 flagged() {
-	local t0 i
-	t0=$(now_ms)
-	for i in $(seq $(($4 * 5))); do
-		[ "$(grep -c "^\[.*\] 10\..* $2" "$1")" -ge "$3" ] && break
-		sleep 0.2
+	local end=$(( $(date +%s) + $3 )) got=0
+	while [ "$(date +%s)" -lt $end ]; do
+		got=$(ip route show root 10.0.0.0/8 | grep -cw "$1")
+		[ "$got" -ge "$2" ] && break
+		sleep 1
 	done
-	echo $(( $(now_ms) - t0 ))
+	echo "$got"
 }
 start_agent() {
 	rm -f $work/agent.sock
@@ -72,7 +73,10 @@ start_hb() { # start_hb ARGS...
 	echo "host-bridge did not connect" >&2
 	return 1
 }
-stop_hb() { kill $hb; wait $hb 2>/dev/null; }
+stop_hb() {
+	kill $hb
+	wait $hb 2>/dev/null || true # SIGTERM's status, not a failure
+}
 
 sysctl -qw net.ipv4.fib_notify_on_flag_change=1
 dev=40
@@ -113,31 +117,24 @@ print(f"route add -> rt_offload ({len(lat)} routes, one at a time): p50 {p(0.5):
 EOF
 ip route flush root 10.200.0.0/16
 
-ip -ts -o monitor route >$work/mon2.txt 2>&1 &
-mon=$!
-sleep 1
+sysctl -qw net.ipv4.fib_notify_on_flag_change=0
 t0=$(now_ms)
 routes $nr add | ip -batch -
 t1=$(now_ms)
-ms=$(flagged $work/mon2.txt rt_offload $nr 900)
+got=$(flagged rt_offload $nr 600)
 t2=$(now_ms)
-kill $mon
-echo "$nr routes with the FIB firmware: kernel install $((t1 - t0)) ms; all rt_offload after $((t2 - t0)) ms ($(( nr * 1000 / (t2 - t0 + 1) )) routes/s)"
+echo "$nr routes with the FIB firmware: kernel install $((t1 - t0)) ms; $got rt_offload after $((t2 - t0)) ms ($(( got * 1000 / (t2 - t0 + 1) )) routes/s)"
 $bin/host-bridge status --status $work/status.sock --json | python3 -c 'import json,sys; print("  fib_firmware:", json.load(sys.stdin)["fib_firmware"])'
 routes $nr del | ip -batch -
 stop_hb
 
 # ---- netdevsim's own fib.c: 1 ms per route, rt_trap ---------------------------------
-ip -ts -o monitor route >$work/mon3.txt 2>&1 &
-mon=$!
-sleep 1
 t0=$(now_ms)
 routes $nb add | ip -batch -
 t1=$(now_ms)
-flagged $work/mon3.txt rt_trap $nb 900 >/dev/null
+got=$(flagged rt_trap $nb 600)
 t2=$(now_ms)
-kill $mon
-echo "$nb routes with netdevsim's own fib.c: kernel install $((t1 - t0)) ms; all rt_trap after $((t2 - t0)) ms ($(( nb * 1000 / (t2 - t0 + 1) )) routes/s)"
+echo "$nb routes with netdevsim's own fib.c: kernel install $((t1 - t0)) ms; $got rt_trap after $((t2 - t0)) ms ($(( got * 1000 / (t2 - t0 + 1) )) routes/s)"
 routes $nb del | ip -batch -
 
 # ---- 3. tc: the DPU's answer, or at once ----------------------------------------------
@@ -167,3 +164,4 @@ for mode in dpu now; do
 	rules $nt del | tc -batch -
 	stop_hb
 done
+exit 0
