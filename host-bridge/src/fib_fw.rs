@@ -420,17 +420,18 @@ fn on_event(shared: &Shared, data: &[u8]) {
 
 /// Sends the flags of every dirty route to every device, in batches.
 fn flush(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut, ctx: &mut [u8]) {
-    let todo: Vec<RawFlags> = {
+    // The keys stay beside their flags: a transient failure puts them back.
+    let (keys, todo): (Vec<RouteKey>, Vec<RawFlags>) = {
         let mut m = shared.lock();
         if m.fib_dirty.is_empty() {
             return;
         }
-        let keys: Vec<RouteKey> = m.fib_dirty.drain().collect();
-        keys.iter().filter_map(|k| m.fib_flags(k).map(|f| raw_flags(k, f))).collect()
+        let dirty: Vec<RouteKey> = m.fib_dirty.drain().collect();
+        dirty.into_iter().filter_map(|k| m.fib_flags(&k).map(|f| (k, raw_flags(&k, f)))).unzip()
     };
     let (runs, errors, applied, retry) = send(dev_ids, prog, ctx, &todo, BATCH);
     if retry {
-        shared.lock().fib_dirty.extend(todo.iter().filter_map(held_key));
+        shared.lock().fib_dirty.extend(keys);
     }
     if let Some(s) = shared.fib().as_mut() {
         s.flags_sent += todo.len() as u64;
@@ -462,19 +463,6 @@ fn flush_nexthops(shared: &Shared, dev_ids: &[u32], prog: &libbpf_rs::ProgramMut
         s.runs += runs;
         s.run_errors += errors;
     }
-}
-
-/// The route a flags entry names (what [`raw_flags`] made it from).
-fn held_key(f: &RawFlags) -> Option<RouteKey> {
-    let r = RawRoute {
-        dst: f.dst,
-        tb_id: f.tb_id,
-        metric: f.metric,
-        family: f.family,
-        dst_len: f.dst_len,
-        ..Default::default()
-    };
-    held_route(&r).map(|h| h.key)
 }
 
 /// Runs `prog` over `todo` in batches of `batch`, for every device.

@@ -7,9 +7,10 @@
 //! Every kernel change updates the shadow first. A change that really
 //! changes an object marks its key pending; a key pending twice is sent
 //! once, with its latest state, so memory is bounded by the number of
-//! objects, not of events. Pending work leaves in dependency order: upserts
-//! of links, addresses, nexthops, groups, routes, neighbours, FDB, VLANs,
-//! flows, then deletes in the reverse order.
+//! objects, not of events. Pending work leaves in dependency order (see
+//! [`Mirror::take`]): deletes of what no DPU entry refers to, then upserts
+//! of links, addresses, flows, nexthops, groups, routes, neighbours, FDB,
+//! VLANs, then the other deletes in the reverse order.
 
 use crate::netlink::Kind;
 use dpu_wire::{Key, Object, Op, RouteKey, RouteNexthops, RouteType, Status};
@@ -83,7 +84,7 @@ pub struct Mirror {
     /// Objects in the shadow per kind (`Kind as usize`), kept as they
     /// come and go so that counting never scans the shadow.
     counts: [usize; Kind::ALL.len()],
-    /// Pending keys: true for upsert, false for delete.
+    /// Pending keys: the update each waits for, and its queues.
     pending: HashMap<Key, Pending>,
     /// Pending keys in the order they came, per rank: upserts and deletes
     /// apart, so that a pass over one never scans the other. A key whose
