@@ -24,11 +24,13 @@ use crate::mirror::Mirror;
 use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
-use dpu_wire::{Key, LinkKind, Object, OperState, Path, RouteNexthops, MAX_PATHS};
+use crate::qualified;
+use dpu_wire::{Key, LinkKind, Object, OperState, Path, Route, RouteNexthops, MAX_PATHS};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smol::Async;
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -100,18 +102,46 @@ impl Shared {
 
 const BUF: usize = 1 << 20;
 
+/// What a dump found.
+#[derive(Default)]
+pub struct Dumped {
+    pub objects: Vec<Object>,
+    /// Messages that did not parse.
+    pub bad: u64,
+    /// What the DPU cannot hold as dumped: `Change::NotOffloaded` and
+    /// `Change::Qualified`.
+    pub side: Vec<Change>,
+}
+
 /// Dumps one object type; retries while the kernel flags the dump as
-/// interrupted. Returns the objects and the count of unparsable messages.
-pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<(Vec<Object>, u64)> {
+/// interrupted.
+pub fn dump(sock: &mut NlSocket, kind: Kind) -> io::Result<Dumped> {
     if kind == Kind::Setting {
-        return Ok((settings(), 0));
+        return Ok(Dumped { objects: settings(), ..Default::default() });
     }
     if kind == Kind::Filter {
-        let (links, bad) = dump(sock, Kind::Link)?;
-        let (filters, more) = dump_filters(sock, &ifindexes(&links))?;
-        return Ok((filters, bad + more));
+        let links = dump(sock, Kind::Link)?;
+        let mut filters = dump_filters(sock, &ifindexes(&links.objects))?;
+        filters.bad += links.bad;
+        return Ok(filters);
+    }
+    if kind == Kind::Route {
+        read_linkdown_rule();
+        // Set again by the dump if dead paths are still left out.
+        crate::netlink::convert::DEAD_PATHS_LEFT_OUT.store(false, Relaxed);
     }
     dump_request(sock, kind, kind.dump_request())
+}
+
+/// `ignore_routes_with_linkdown` of this netns (`conf/all`), for
+/// convert's rule on linkdown paths.
+fn read_linkdown_rule() {
+    let on = |f: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/{f}/conf/all/ignore_routes_with_linkdown"))
+            .is_ok_and(|v| v.trim() != "0")
+    };
+    let bits = on("ipv4") as u8 | (on("ipv6") as u8) << 1;
+    crate::netlink::convert::IGNORE_LINKDOWN.store(bits, Relaxed);
 }
 
 /// The ECMP hash settings of this thread's netns, from /proc/sys (which
@@ -148,28 +178,30 @@ fn ifindexes(links: &[Object]) -> Vec<u32> {
 
 /// The kernel dumps tc filters per device: the ingress hook of each of
 /// these links.
-fn dump_filters(sock: &mut NlSocket, ifindexes: &[u32]) -> io::Result<(Vec<Object>, u64)> {
-    let (mut out, mut bad) = (Vec::new(), 0);
+fn dump_filters(sock: &mut NlSocket, ifindexes: &[u32]) -> io::Result<Dumped> {
+    let mut out = Dumped::default();
     for &ifindex in ifindexes {
         match dump_request(sock, Kind::Filter, filter_dump_request(ifindex)) {
-            Ok((f, b)) => {
-                out.extend(f);
-                bad += b;
+            Ok(f) => {
+                out.objects.extend(f.objects);
+                out.side.extend(f.side);
+                out.bad += f.bad;
             }
             // The link went meanwhile; its filters with it.
             Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok((out, bad))
+    Ok(out)
 }
 
-fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Result<(Vec<Object>, u64)> {
+fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Result<Dumped> {
     let mut buf = vec![0u8; BUF];
     for _attempt in 0..16 {
         let (t, hdr) = &req;
         let seq = sock.request_dump(*t, hdr)?;
         let (mut out, mut bad, mut intr) = (Vec::new(), 0u64, false);
+        let mut side = Vec::new();
         'recv: loop {
             let n = sock.recv(&mut buf)?;
             for m in messages(&buf[..n]) {
@@ -188,10 +220,8 @@ fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Res
                     }
                     t if kind_of(t, m.payload) == Some(kind) => match convert(t, m.payload) {
                         Ok(Change::Upsert(o)) => out.push(o),
-                        // Parsed, but not something the DPU can hold: say so.
-                        Ok(Change::NotOffloaded(k, why)) => {
-                            crate::log!("tc filter {k:?} not offloaded: {why}");
-                        }
+                        // Parsed, but not something the DPU can hold.
+                        Ok(c @ (Change::NotOffloaded(..) | Change::Qualified { .. })) => side.push(c),
                         Ok(Change::Many(v)) => out.extend(v.into_iter().filter_map(|c| match c {
                             Change::Upsert(o) => Some(o),
                             _ => None,
@@ -204,7 +234,7 @@ fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Res
             }
         }
         if !intr {
-            return Ok((out, bad));
+            return Ok(Dumped { objects: out, bad, side });
         }
     }
     Err(io::Error::other(format!("{kind:?} dump interrupted 16 times in a row")))
@@ -213,6 +243,7 @@ fn dump_request(sock: &mut NlSocket, kind: Kind, req: (u16, Vec<u8>)) -> io::Res
 /// Dumps `kinds` and reconciles the shadow with them.
 pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]) -> io::Result<()> {
     let mut fresh = Vec::new();
+    let mut side = Vec::new();
     let mut bad = 0;
     // The links of this resync, when it dumps them, for the filter dump
     // (per link) to reuse rather than dump them again.
@@ -223,12 +254,13 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
             _ => dump(sock, k),
         };
         match r {
-            Ok((objs, b)) => {
+            Ok(d) => {
                 if k == Kind::Link {
-                    links = Some(ifindexes(&objs));
+                    links = Some(ifindexes(&d.objects));
                 }
-                fresh.extend(objs);
-                bad += b;
+                fresh.extend(d.objects);
+                side.extend(d.side);
+                bad += d.bad;
             }
             // A kernel without the feature (no bridge, say) has none of it.
             Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => {}
@@ -247,7 +279,40 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
             .collect();
         m.reconcile(&[Kind::Link], links);
     }
-    let fresh: Vec<Object> = fresh.into_iter().filter(|o| offloaded(&m, cfg, o)).collect();
+    let mut fresh: Vec<Object> = fresh.into_iter().filter(|o| offloaded(&m, cfg, o)).collect();
+    // What the DPU cannot hold, as this dump found it; logged only when
+    // new since the last dump.
+    let mut before = HashMap::new();
+    m.not_offloaded.retain(|k, why| {
+        let dumped = Kind::of_key(k).is_some_and(|kind| kinds.contains(&kind));
+        if dumped {
+            before.insert(*k, std::mem::take(why));
+        }
+        !dumped
+    });
+    if kinds.contains(&Kind::Route) {
+        m.quals.clear();
+    }
+    for c in side {
+        match c {
+            Change::NotOffloaded(k, why) => match before.remove(&k) {
+                Some(old) if *old == *why => {
+                    m.not_offloaded.insert(k, old);
+                }
+                _ => note_not_offloaded(&mut m, k, why),
+            },
+            Change::Qualified { key, paths, new: true } => {
+                let t = qualified::trap(key.key.table, key.key.dst);
+                if offloaded(&m, cfg, &Object::Route(t)) {
+                    m.quals.change(key, paths, true);
+                }
+            }
+            _ => {}
+        }
+    }
+    if kinds.contains(&Kind::Route) {
+        m.quals.fold(&mut fresh);
+    }
     m.reconcile(kinds, fresh);
     drop(m);
     shared.notify();
@@ -299,10 +364,122 @@ fn dead_with(m: &Mirror, ifindex: u32) -> Vec<Key> {
     })
 }
 
+/// What an IPv6 sibling delete leaves of a route: `None` when no path is
+/// left (or the route is not a set of siblings).
+fn paths_left(have: &Route, gone: &Route) -> Option<Route> {
+    let (RouteNexthops::Paths(paths), RouteNexthops::Paths(named)) = (&have.nexthops, &gone.nexthops) else {
+        // Mirrored through a nexthop object, or without nexthops: not a
+        // set of siblings.
+        return None;
+    };
+    let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
+    let left: heapless::Vec<Path, MAX_PATHS> =
+        paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
+    if left.is_empty() {
+        return None;
+    }
+    let mut r = have.clone();
+    r.nexthops = RouteNexthops::Paths(left);
+    Some(r)
+}
+
+/// Records an object the DPU cannot represent exactly: counted, listed in
+/// status, logged the first time its key is refused (and at powers of two
+/// of the count, so that a flood shows without flooding the log).
+fn note_not_offloaded(m: &mut Mirror, k: Key, why: String) {
+    m.counters.not_offloaded += 1;
+    let first = !m.not_offloaded.contains_key(&k);
+    if first || m.counters.not_offloaded.is_power_of_two() {
+        crate::log!("{k:?} not offloaded: {why} ({} so far)", m.counters.not_offloaded);
+    }
+    m.not_offloaded.insert(k, why.into_boxed_str());
+}
+
+/// Multipath routes with paths through a link going admin-down and paths
+/// through links that stay up, without the dead ones (the kernel's
+/// fib_sync_down_dev and rt6_sync_down_dev flag them `RTNH_F_DEAD`).
+fn dead_paths_with(m: &Mirror, ifindex: u32) -> Vec<Route> {
+    let down = |i: u32| i == ifindex || matches!(m.get(&Key::Link(i)), Some(Object::Link(l)) if !l.admin_up);
+    m.objects()
+        .filter_map(|(_, o)| match o {
+            Object::Route(mut r) => {
+                let RouteNexthops::Paths(p) = &r.nexthops else { return None };
+                if p.len() < 2 || !p.iter().any(|p| p.ifindex == ifindex) || p.iter().all(|p| down(p.ifindex))
+                {
+                    return None;
+                }
+                let left = p.iter().filter(|p| !down(p.ifindex)).copied().collect();
+                r.nexthops = RouteNexthops::Paths(left);
+                Some(r)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Applies one change; returns the object types to re-dump because of it.
 fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
     let cfg = cx.cfg;
     match change {
+        // A plain route of a trapped prefix stays off the DPU (see
+        // qualified.rs): its changes go to the hidden copy.
+        Change::Upsert(Object::Route(r)) if m.quals.trapped(r.key.table, r.key.dst) => {
+            m.not_offloaded.remove(&Key::Route(r.key));
+            m.quals.hidden.insert(r.key, r);
+        }
+        Change::Delete(Key::Route(k)) if m.quals.trapped(k.table, k.dst) => {
+            m.not_offloaded.remove(&Key::Route(k));
+            m.quals.hidden.remove(&k);
+        }
+        Change::DeletePaths(gone) if m.quals.trapped(gone.key.table, gone.key.dst) => {
+            if let Some(have) = m.quals.hidden.get(&gone.key) {
+                match paths_left(have, &gone) {
+                    Some(left) => {
+                        m.quals.hidden.insert(gone.key, left);
+                    }
+                    None => {
+                        m.quals.hidden.remove(&gone.key);
+                    }
+                }
+            }
+        }
+        Change::NotOffloaded(Key::Route(k), why) if m.quals.trapped(k.table, k.dst) => {
+            m.quals.hidden.remove(&k);
+            note_not_offloaded(m, Key::Route(k), why);
+        }
+        Change::Qualified { key, paths, new } => {
+            let (table, dst) = (key.key.table, key.key.dst);
+            let t = qualified::trap(table, dst);
+            if !offloaded(m, cfg, &Object::Route(t.clone())) {
+                return;
+            }
+            if new && !m.quals.trapped(table, dst) {
+                crate::log!(
+                    "route {dst} table {table} tos {:#x} from {} not offloaded: the DPU matches on the destination only; {dst} is trapped to the host while it exists",
+                    key.tos,
+                    key.src
+                );
+            }
+            if !m.quals.change(key, paths, new) {
+                return;
+            }
+            if new {
+                // Trapped now: the plain routes leave the DPU, the trap
+                // takes the prefix.
+                for k in qualified::route_keys(m.keys().copied(), table, dst) {
+                    if let Some(Object::Route(r)) = m.get(&Key::Route(k)) {
+                        m.quals.hidden.insert(k, r);
+                    }
+                    m.delete(&Key::Route(k));
+                }
+                m.upsert(Object::Route(t));
+            } else {
+                m.delete(&Key::Route(t.key));
+                for r in m.quals.unhide(table, dst) {
+                    apply(m, cx, Change::Upsert(Object::Route(r)), redump);
+                }
+            }
+        }
         Change::Upsert(o) if !offloaded(m, cfg, &o) => m.delete(&o.key()),
         Change::Upsert(o) => {
             if let Object::Link(l) = &o {
@@ -320,6 +497,18 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                         for k in dead {
                             m.delete(&k);
                         }
+                        // The multipath routes that keep other paths: the
+                        // kernel flags this link's paths dead, unannounced,
+                        // and its lookup passes over them.
+                        for r in dead_paths_with(m, l.ifindex) {
+                            crate::netlink::convert::DEAD_PATHS_LEFT_OUT.store(true, Relaxed);
+                            m.upsert(Object::Route(r));
+                        }
+                    } else if crate::netlink::convert::IGNORE_LINKDOWN.load(Relaxed) != 0 {
+                        // A carrier loss flags paths linkdown, unannounced,
+                        // and ignore_routes_with_linkdown makes the kernel
+                        // pass over them.
+                        redump.push(Kind::Route);
                     }
                     // The device's own address filter (the multicast
                     // groups IPv4 and IPv6 leave at a down) changes with
@@ -329,6 +518,13 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                 } else if was_up && !link_up(&o) && l.kind != LinkKind::Loopback {
                     // IPv4 routes and neighbours go silently with the link.
                     redump.extend([Kind::Nexthop, Kind::Route, Kind::Neighbour, Kind::Fdb]);
+                } else if !was_up && link_up(&o) && crate::netlink::convert::DEAD_PATHS_LEFT_OUT.load(Relaxed)
+                {
+                    // The kernel clears the dead (and linkdown) flags of
+                    // the paths through a link coming up without a word:
+                    // the routes whose paths were left out are read again.
+                    redump.push(Kind::Route);
+                    redump.link_fdb.push(l.ifindex);
                 } else if before.is_none() || (!was_up && link_up(&o)) {
                     // A new device's, or a device coming up's, address
                     // filter entries (the `self` permanent FDB entries of
@@ -387,32 +583,19 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
             }
         }
         Change::NotOffloaded(k, why) => {
-            m.counters.not_offloaded += 1;
-            if m.counters.not_offloaded.is_power_of_two() {
-                crate::log!("tc filter {k:?} not offloaded: {why} ({} so far)", m.counters.not_offloaded);
-            }
-            m.delete(&k)
+            m.delete(&k);
+            note_not_offloaded(m, k, why);
         }
         Change::DeletePaths(gone) => {
             let key = Key::Route(gone.key);
-            let Some(Object::Route(mut have)) = m.get(&key) else { return };
-            let (RouteNexthops::Paths(paths), RouteNexthops::Paths(named)) = (&have.nexthops, &gone.nexthops)
-            else {
-                // Mirrored through a nexthop object, or without nexthops:
-                // not a set of siblings.
-                return m.delete(&key);
-            };
-            let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
-            let left: heapless::Vec<Path, MAX_PATHS> =
-                paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
-            if left.is_empty() {
-                m.delete(&key);
-            } else if left.len() < paths.len() {
-                have.nexthops = RouteNexthops::Paths(left);
-                apply(m, cx, Change::Upsert(Object::Route(have)), redump);
+            let Some(Object::Route(have)) = m.get(&key) else { return };
+            match paths_left(&have, &gone) {
+                None => m.delete(&key),
+                Some(left) if left != have => apply(m, cx, Change::Upsert(Object::Route(left)), redump),
+                // The kernel deleted a path the mirror does not hold (two
+                // single-path routes with one key, see the route key).
+                Some(_) => {}
             }
-            // Otherwise the kernel deleted a path the mirror does not hold
-            // (two single-path routes with one key, see the route key).
         }
         Change::Redump(k) => redump.push(k),
         Change::Ignore => {}
@@ -667,7 +850,7 @@ fn resync_link_fdb(shared: &Shared, cfg: &Config, sock: &mut NlSocket, ifindex: 
     h.extend_from_slice(&ifindex.to_ne_bytes());
     h.extend_from_slice(&[0; 8]);
     let fresh = match dump_request(sock, Kind::Fdb, (socket::RTM_GETNEIGH, h)) {
-        Ok((f, _)) => f,
+        Ok(f) => f.objects,
         // Gone meanwhile: its entries go with its delete.
         Err(e) if e.raw_os_error() == Some(nix::libc::ENODEV) => return Ok(()),
         Err(e) => return Err(e),

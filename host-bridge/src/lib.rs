@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod mirror;
 pub mod netlink;
 pub mod notifier;
+pub mod qualified;
 pub mod status;
 
 /// A plain log line on stderr.

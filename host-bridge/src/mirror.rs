@@ -96,6 +96,12 @@ pub struct Mirror {
     downs: [VecDeque<Key>; RANKS],
     /// Entries the DPU refused, with its answer.
     pub refused: HashMap<Key, Status>,
+    /// Objects the DPU cannot represent exactly, kept off it, with the
+    /// reason (see `Change::NotOffloaded`).
+    pub not_offloaded: HashMap<Key, Box<str>>,
+    /// Routes qualified by TOS or source prefix, and the prefixes they
+    /// trap (see `qualified.rs`).
+    pub quals: crate::qualified::Quals,
     pub counters: MirrorCounters,
     /// The initial dump is complete: the shadow is the kernel's state and
     /// may be sent as a snapshot (an empty shadow would flush the DPU).
@@ -305,6 +311,9 @@ impl Mirror {
     /// A kernel upsert.
     pub fn upsert(&mut self, o: Object) {
         let key = o.key();
+        if !self.not_offloaded.is_empty() {
+            self.not_offloaded.remove(&key);
+        }
         let Ok(bytes) = postcard::to_allocvec(&o) else { return };
         if self.shadow.get(&key).is_some_and(|b| **b == *bytes) {
             return;
@@ -359,6 +368,9 @@ impl Mirror {
 
     /// A kernel delete (or one the mirror worked out).
     pub fn delete(&mut self, key: &Key) {
+        if !self.not_offloaded.is_empty() {
+            self.not_offloaded.remove(key);
+        }
         if self.shadow.remove(key).is_some() {
             if let Some(k) = Kind::of_key(key) {
                 self.counts[k as usize] -= 1;

@@ -78,6 +78,27 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
         .iter()
         .map(|(k, s)| json!({ "key": format!("{k:?}"), "status": format!("{s:?}") }))
         .collect();
+    // What the DPU cannot represent exactly; the first LIST_MAX of each,
+    // the counts in "mirror".
+    const LIST_MAX: usize = 1000;
+    let not_offloaded: Vec<Value> = m
+        .not_offloaded
+        .iter()
+        .take(LIST_MAX)
+        .map(|(k, why)| json!({ "key": format!("{k:?}"), "why": why }))
+        .collect();
+    let qualified: Vec<Value> = m
+        .quals
+        .routes()
+        .take(LIST_MAX)
+        .map(|(q, paths)| {
+            json!({
+                "table": q.key.table, "dst": q.key.dst.to_string(), "metric": q.key.metric,
+                "tos": q.tos, "from": (q.src.len > 0).then(|| q.src.to_string()), "paths": paths.len(),
+                "why": "the DPU matches on the destination only: its prefix is trapped to the host",
+            })
+        })
+        .collect();
     let count = |k| m.count(k);
     json!({
         "host_bridge": {
@@ -87,7 +108,7 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
                 "events": c.events, "changes": c.changes, "collapsed": c.collapsed,
                 "parse_errors": c.parse_errors, "resyncs": c.resyncs, "overflows": c.overflows,
                 "sent": c.sent, "refused": c.refused, "retried": c.retried,
-                "filters_not_offloaded": c.not_offloaded,
+                "not_offloaded": c.not_offloaded,
                 "redumps": c.redumps, "tap_deletes": c.tap_deletes, "dead_routes": c.dead_routes,
                 "tap_loss_resyncs": c.tap_loss_resyncs, "tap_settings": c.tap_settings,
                 "link_fdb_dumps": c.link_fdb_dumps,
@@ -97,6 +118,8 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "links": count(Kind::Link), "addresses": count(Kind::Address), "routes": count(Kind::Route),
             "nexthops": count(Kind::Nexthop), "neighbours": count(Kind::Neighbour), "fdb": count(Kind::Fdb),
             "vlans": count(Kind::Vlan), "flows": count(Kind::Filter), "settings": count(Kind::Setting),
+            "not_offloaded": m.not_offloaded.len(), "qualified_routes": m.quals.len(),
+            "trapped_prefixes": m.quals.prefixes(), "hidden_routes": m.quals.hidden.len(),
         },
         "dpu": {
             "connected": d.connected,
@@ -115,6 +138,8 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "refused_unsupported": f.refused_unsupported, "lost_events": f.lost_events,
         })),
         "refused": refused,
+        "not_offloaded": not_offloaded,
+        "qualified": qualified,
         "taps": shared.taps().as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
         "fib_firmware": shared.fib().as_ref().map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
     })
@@ -254,6 +279,24 @@ pub fn text(v: &Value) -> String {
             f["runs"],
             f["run_errors"],
             f["firmware"]["lost_events"]
+        );
+    }
+    for r in v["not_offloaded"].as_array().into_iter().flatten() {
+        s += &format!(
+            "not offloaded: {} ({})\n",
+            r["key"].as_str().unwrap_or("?"),
+            r["why"].as_str().unwrap_or("?")
+        );
+    }
+    for r in v["qualified"].as_array().into_iter().flatten() {
+        s += &format!(
+            "not offloaded: route table {} {} metric {} tos {} from {}: {} trapped to the host\n",
+            r["table"],
+            r["dst"].as_str().unwrap_or("?"),
+            r["metric"],
+            r["tos"],
+            r["from"].as_str().unwrap_or("-"),
+            r["dst"].as_str().unwrap_or("?")
         );
     }
     for r in v["refused"].as_array().into_iter().flatten() {

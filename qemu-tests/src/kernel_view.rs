@@ -123,7 +123,22 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
         .collect();
     let dev = |v: &Value| links.get(v.as_str().unwrap_or("")).copied().unwrap_or(0);
     let gw = |v: &Value| v.as_str().map(|g| g.to_string());
+    // A path's gateway: RTA_GATEWAY, or RTA_VIA (an IPv4 route through an
+    // IPv6 gateway).
+    let gw_of = |h: &Value| gw(&h["gateway"]).or_else(|| gw(&h["via"]["host"]));
+    // Paths the kernel's lookup passes over: dead ones, and linkdown ones
+    // where ignore_routes_with_linkdown is set.
+    let ignore_linkdown = [4, 6]
+        .map(|v| sysctl(ns, &format!("net.ipv{v}.conf.all.ignore_routes_with_linkdown")).unwrap_or(0) != 0);
+    let unusable = |h: &Value, v6: bool| {
+        let flags: Vec<&str> =
+            h["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str()).collect();
+        flags.contains(&"dead") || (flags.contains(&"linkdown") && ignore_linkdown[v6 as usize])
+    };
     let mut out = BTreeSet::new();
+    // Prefixes with a route qualified by TOS or source prefix, which the
+    // DPU cannot match on: trapped to the host while one exists.
+    let mut trapped = BTreeSet::new();
     for (fam, v6) in [("-4", false), ("-6", true)] {
         for r in json(ns, &[fam, "route", "show", "table", "all"]).as_array().into_iter().flatten() {
             // A route through a blackhole nexthop object shows as a
@@ -135,6 +150,21 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
             let dst = canonical(r["dst"].as_str().unwrap_or("default"), v6);
             if kind == "unicast" && dst.starts_with("fe80::/") {
                 continue; // link-local: not forwarded, not mirrored
+            }
+            let table = table_id(&r["table"]);
+            let tos = r["tos"].as_str().is_some_and(|t| t != "0" && t != "0x00" && t != "default");
+            if tos || r["from"].is_string() {
+                trapped.insert((table, dst));
+                continue;
+            }
+            // Not offloaded: lightweight-tunnel encaps, more paths than
+            // the wire carries.
+            let mp = r["nexthops"].as_array();
+            if r["encap"].is_string() || mp.is_some_and(|v| v.iter().any(|h| h["encap"].is_string())) {
+                continue;
+            }
+            if mp.is_some_and(|v| v.len() > dpu_wire::MAX_PATHS) {
+                continue;
             }
             let mut hops: Vec<(Option<String>, u32, u16)> = Vec::new();
             if kind == "unicast" {
@@ -153,22 +183,28 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
                         }
                         None => hops.push((gw(&n["gateway"]), dev(&n["dev"]), 1)),
                     }
-                } else if let Some(mp) = r["nexthops"].as_array() {
-                    for h in mp {
-                        hops.push((
-                            gw(&h["gateway"]),
-                            dev(&h["dev"]),
-                            h["weight"].as_u64().unwrap_or(1) as u16,
-                        ));
+                } else if let Some(mp) = mp {
+                    for h in mp.iter().filter(|h| !unusable(h, v6)) {
+                        hops.push((gw_of(h), dev(&h["dev"]), h["weight"].as_u64().unwrap_or(1) as u16));
                     }
-                } else {
-                    hops.push((gw(&r["gateway"]), dev(&r["dev"]), 1));
+                } else if !unusable(r, v6) {
+                    hops.push((gw_of(r), dev(&r["dev"]), 1));
+                }
+                if hops.is_empty() {
+                    continue; // every path dead: the lookup passes over it
+                }
+                if let [one] = &mut hops[..] {
+                    one.2 = 1; // one path left: its weight means nothing
                 }
             }
             hops.sort();
             let metric = r["metric"].as_u64().unwrap_or(0) as u32;
-            out.insert((table_id(&r["table"]), dst, metric, kind.to_string(), hops));
+            out.insert((table, dst, metric, kind.to_string(), hops));
         }
+    }
+    out.retain(|(table, dst, ..)| !trapped.contains(&(*table, dst.clone())));
+    for (table, dst) in trapped {
+        out.insert((table, dst, 0, "local".to_string(), Vec::new()));
     }
     out
 }

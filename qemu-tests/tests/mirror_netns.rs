@@ -376,3 +376,105 @@ fn config_limits_what_is_offloaded() {
     }
     let _ = std::fs::remove_dir_all(&s.dir);
 }
+
+/// What the DPU cannot represent exactly is not offloaded, and never
+/// approximated: each case against the real kernel, the DPU hardware
+/// compared with `ip -j route` by the oracle's rules (kernel_view.rs).
+#[test]
+fn nothing_is_approximated() {
+    let mut s = Setup::new("fidelity", 32 << 20);
+    s.sh(TOPOLOGY);
+    s.start_agent();
+    s.start_bridge();
+    s.converge(30);
+
+    // An IPv4 route through an IPv6 gateway (RTA_VIA): exact, the DPU
+    // resolves the IPv6 neighbour.
+    s.sh("ip route add 10.100.0.0/16 via inet6 2001:db8:1::fe dev v0");
+    s.converge(20);
+    let hw = s.hw();
+    let via = hw_routes(&hw).into_iter().find(|r| r.1 == "10.100.0.0/16").expect("10.100.0.0/16 on the DPU");
+    assert_eq!(via.4, vec![(Some("2001:db8:1::fe".to_string()), via.4[0].1, 1)], "{via:?}");
+
+    // Lightweight-tunnel encaps: not offloaded (a route, a path, IPv6).
+    s.sh("ip route add 10.101.0.0/16 encap seg6 mode encap segs 2001:db8::9 dev v0; \
+          ip route add 10.102.0.0/16 encap ip id 5 dst 192.0.2.9 dev v0; \
+          ip -6 route add 2001:db8:40::/48 encap seg6 mode encap segs 2001:db8::9 dev v0; \
+          ip route add 10.103.0.0/16 nexthop via 192.0.2.254 dev v0 encap ip id 6 dst 192.0.2.8 \
+              nexthop via 198.51.100.254 dev w0");
+    // More paths than the wire carries: not offloaded, not truncated.
+    let hops: String = (10..43).map(|i| format!(" nexthop via 192.0.2.{i} dev v0")).collect();
+    s.sh(&format!("ip route add 10.106.0.0/16{hops}"));
+    // A route that was offloaded and gains an encap leaves the DPU.
+    s.sh("ip route replace 10.70.0.0/16 via 192.0.2.254 dev v0; sleep 0.5; \
+          ip route replace 10.70.0.0/16 encap ip id 7 dst 192.0.2.7 via 192.0.2.254 dev v0");
+    s.converge(20);
+    let status = || {
+        let out = Command::new(host_bridge_bin())
+            .args(["status", "--json", "--status", &s.dir.join("status.sock").display().to_string()])
+            .output()
+            .expect("status");
+        serde_json::from_slice::<Value>(&out.stdout).expect("status JSON")
+    };
+    let v = status();
+    let listed = |dst: &str| {
+        v["not_offloaded"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["key"].as_str().is_some_and(|k| k.contains(dst)))
+    };
+    for dst in [
+        "10.101.0.0/16",
+        "10.102.0.0/16",
+        "2001:db8:40::/48",
+        "10.103.0.0/16",
+        "10.106.0.0/16",
+        "10.70.0.0/16",
+    ] {
+        assert!(listed(dst), "{dst} not listed as not offloaded: {}", v["not_offloaded"]);
+    }
+    assert!(v["mirror"]["not_offloaded"].as_u64().unwrap_or(0) >= 6, "{}", v["mirror"]);
+    let log = s.log("hb.log");
+    assert_eq!(log.matches("10.106.0.0/16").count(), 1, "logged once:\n{log}");
+
+    // TOS and source-prefix routes: the DPU matches on the destination
+    // only, so the prefix is trapped to the host while one exists; the
+    // plain route of the same prefix comes back once it goes.
+    s.sh("ip route add 10.10.0.0/16 tos 0x10 via 198.51.100.254 dev w0; \
+          ip route add 10.104.0.0/16 tos 0x08 via 198.51.100.254 dev w0; \
+          ip -6 route add 2001:db8:20::/48 from 2001:db8:9::/64 via 2001:db8:1::fe dev v0");
+    s.converge(20);
+    let hw = s.hw();
+    let trapped: Vec<_> = hw_routes(&hw).into_iter().filter(|r| r.3 == "local" && r.0 == 254).collect();
+    for dst in ["10.10.0.0/16", "10.104.0.0/16", "2001:db8:20::/48"] {
+        assert!(trapped.iter().any(|r| r.1 == dst), "{dst} not trapped: {trapped:?}");
+    }
+    let v = status();
+    assert_eq!(v["mirror"]["qualified_routes"], 3, "{}", v["mirror"]);
+    // A change to the plain route while its prefix is trapped is kept.
+    s.sh("ip route replace 10.10.0.0/16 via 192.0.2.254 dev v0");
+    s.converge(20);
+    s.sh("ip route del 10.10.0.0/16 tos 0x10; ip route del 10.104.0.0/16 tos 0x08; \
+          ip -6 route del 2001:db8:20::/48 from 2001:db8:9::/64");
+    s.converge(20);
+    let back = hw_routes(&s.hw()).into_iter().find(|r| r.1 == "10.10.0.0/16").expect("10.10.0.0/16 back");
+    assert_eq!(back.3, "unicast", "{back:?}");
+
+    // Dead paths: a link going admin-down flags its paths dead without a
+    // message; the DPU keeps only the live ones, and gets them all back
+    // at the link's up.
+    s.sh("ip route add 10.105.0.0/16 nexthop via 192.0.2.254 dev v0 nexthop via 198.51.100.254 dev w0; \
+          ip -6 route add 2001:db8:50::/48 nexthop via 2001:db8:1::fe dev v0 nexthop via 2001:db8:2::fe dev w0");
+    s.converge(20);
+    s.sh("ip link set w0 down");
+    s.converge(20);
+    let one = hw_routes(&s.hw()).into_iter().find(|r| r.1 == "10.105.0.0/16").expect("10.105.0.0/16");
+    assert_eq!(one.4.len(), 1, "the dead path is left out: {one:?}");
+    s.sh("ip link set w0 up; ip neigh replace 198.51.100.254 lladdr 02:00:00:00:00:bb dev w0; \
+          ip -6 neigh replace 2001:db8:2::fe lladdr 02:00:00:00:00:dd dev w0");
+    s.converge(20);
+    let two = hw_routes(&s.hw()).into_iter().find(|r| r.1 == "10.105.0.0/16").expect("10.105.0.0/16");
+    assert_eq!(two.4.len(), 2, "both paths again: {two:?}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}

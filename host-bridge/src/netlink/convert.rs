@@ -38,8 +38,21 @@ pub enum Change {
     Many(Vec<Change>),
     /// Not something the DPU mirrors (a cached route, a NOARP neighbour…).
     Ignore,
-    /// A tc filter the DPU cannot honour: any earlier version of it goes.
+    /// An object the DPU cannot represent exactly (a tc filter with a key
+    /// or action it has no field for, a route with an encap or more paths
+    /// than the wire carries): it is not offloaded, and any earlier
+    /// version of it goes.
     NotOffloaded(Key, String),
+    /// A route qualified by more than its destination (an IPv4 TOS, an
+    /// IPv6 source prefix), which the DPU's tables cannot match on: it is
+    /// not offloaded, and while one exists its prefix is trapped to the
+    /// host (see `qualified.rs`). `paths` are the paths the message names
+    /// (an IPv6 delete names the siblings it removes).
+    Qualified {
+        key: QualKey,
+        paths: Vec<(u32, Option<Ip>)>,
+        new: bool,
+    },
     /// The kernel removed objects of this kind without naming them (a
     /// whole tc priority, a clsact qdisc): re-dump the kind.
     Redump(Kind),
@@ -170,15 +183,24 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
         RouteNetlinkMessage::DelAddress(a) => {
             address(&a).map(|a| Change::Delete(Key::Address(a.key()))).unwrap_or(Change::Ignore)
         }
-        RouteNetlinkMessage::NewRoute(r) => {
-            route(&r).map(|r| Change::Upsert(Object::Route(r))).unwrap_or(Change::Ignore)
-        }
+        RouteNetlinkMessage::NewRoute(r) => match route(&r) {
+            Conv::Plain(r) => Change::Upsert(Object::Route(r)),
+            // Every path is dead: the kernel's lookup passes over it.
+            Conv::Dead(k) => Change::Delete(Key::Route(k)),
+            Conv::NotOffloaded(k, why) => Change::NotOffloaded(Key::Route(k), why.into()),
+            Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: true },
+            Conv::Ignore => Change::Ignore,
+        },
         RouteNetlinkMessage::DelRoute(r) => match route(&r) {
-            Some(r) if r.key.dst.family() == Family::V6 && matches!(r.nexthops, RouteNexthops::Paths(_)) => {
+            Conv::Plain(r)
+                if r.key.dst.family() == Family::V6 && matches!(r.nexthops, RouteNexthops::Paths(_)) =>
+            {
                 Change::DeletePaths(r)
             }
-            Some(r) => Change::Delete(Key::Route(r.key)),
-            None => Change::Ignore,
+            Conv::Plain(r) => Change::Delete(Key::Route(r.key)),
+            Conv::Dead(k) | Conv::NotOffloaded(k, _) => Change::Delete(Key::Route(k)),
+            Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: false },
+            Conv::Ignore => Change::Ignore,
         },
         RouteNetlinkMessage::NewTrafficFilter(f) | RouteNetlinkMessage::DelTrafficFilter(f) => {
             super::tc::filter(msg_type == RTM_NEWTFILTER, &f)
@@ -340,15 +362,63 @@ fn route_addr(a: &RouteAddress) -> Option<Ip> {
     }
 }
 
-fn route(r: &RouteMessage) -> Option<Route> {
+/// A route that differs from a plain one of the same (table, dst, metric)
+/// only by what the DPU cannot match on: the kernel's own key for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QualKey {
+    pub key: RouteKey,
+    /// IPv4 TOS (`rtm_tos`); 0 for none.
+    pub tos: u8,
+    /// IPv6 source prefix (`RTA_SRC`/`rtm_src_len`); length 0 for none.
+    pub src: Prefix,
+}
+
+/// What one route message is, for the DPU. Transient, one per message,
+/// like [`Change`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Conv {
+    Plain(Route),
+    /// Every path is dead (`RTNH_F_DEAD`): the kernel does not use it.
+    Dead(RouteKey),
+    NotOffloaded(RouteKey, &'static str),
+    Qualified(QualKey, Vec<(u32, Option<Ip>)>),
+    Ignore,
+}
+
+/// Set when a route message had dead paths that were left out: the
+/// kernel clears `RTNH_F_DEAD` at a link's up without a message, so the
+/// next link up re-dumps routes (see `kernel.rs`).
+pub static DEAD_PATHS_LEFT_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `ignore_routes_with_linkdown` for IPv4 (bit 0) and IPv6 (bit 1), read
+/// from `conf/all` at every route dump (`kernel.rs`). With it set, the
+/// kernel passes over paths flagged `RTNH_F_LINKDOWN`; by default it uses
+/// them.
+pub static IGNORE_LINKDOWN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+const RTNH_F_DEAD: u32 = 1;
+const RTNH_F_ONLINK: u32 = 4;
+const RTNH_F_LINKDOWN: u32 = 16;
+
+/// A path the kernel's lookup passes over: dead, or linkdown where
+/// `ignore_routes_with_linkdown` is set.
+fn unusable(flags: u32, fam: Family) -> bool {
+    let bit = if fam == Family::V4 { 1 } else { 2 };
+    flags & RTNH_F_DEAD != 0
+        || (flags & RTNH_F_LINKDOWN != 0
+            && IGNORE_LINKDOWN.load(std::sync::atomic::Ordering::Relaxed) & bit != 0)
+}
+
+pub fn route(r: &RouteMessage) -> Conv {
     const RTM_F_CLONED: u32 = 0x200;
     let fam = match r.header.address_family {
         AddressFamily::Inet => Family::V4,
         AddressFamily::Inet6 => Family::V6,
-        _ => return None,
+        _ => return Conv::Ignore,
     };
     if r.header.flags.bits() & RTM_F_CLONED != 0 {
-        return None;
+        return Conv::Ignore;
     }
     use netlink_packet_route::route::RouteType as T;
     let kind = match r.header.kind {
@@ -357,23 +427,30 @@ fn route(r: &RouteMessage) -> Option<Route> {
         T::Unreachable => RouteType::Unreachable,
         T::Prohibit => RouteType::Prohibit,
         T::Local => RouteType::Local,
-        _ => return None,
+        _ => return Conv::Ignore,
     };
     let zero = match fam {
         Family::V4 => Ip::V4([0; 4]),
         Family::V6 => Ip::V6([0; 16]),
     };
-    let (mut table, mut dst, mut metric) = (r.header.table as u32, zero, 0);
-    let (mut oif, mut gw, mut nh_id, mut multipath) = (0, None, None, None);
+    let (mut table, mut dst, mut metric, mut src) = (r.header.table as u32, zero, 0, zero);
+    let (mut oif, mut gw, mut nh_id, mut multipath, mut encap) = (0, None, None, None, false);
     for a in &r.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(d) => dst = route_addr(d)?,
+            RouteAttribute::Destination(d) => match route_addr(d) {
+                Some(d) => dst = d,
+                None => return Conv::Ignore,
+            },
+            RouteAttribute::Source(a) => src = route_addr(a).unwrap_or(zero),
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Oif(o) => oif = *o,
             RouteAttribute::Gateway(g) => gw = route_addr(g),
+            // An IPv4 route through an IPv6 gateway (RFC 5549).
+            RouteAttribute::Via(v) => gw = via_addr(v),
             RouteAttribute::NhId(id) => nh_id = Some(*id),
             RouteAttribute::MultiPath(hops) => multipath = Some(hops),
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => encap = true,
             _ => {}
         }
     }
@@ -385,23 +462,61 @@ fn route(r: &RouteMessage) -> Option<Route> {
             && a[1] & 0xc0 == 0x80
             && r.header.destination_prefix_length >= 10
         {
-            return None;
+            return Conv::Ignore;
         }
+    }
+    let key = RouteKey { table, dst: Prefix::new(dst, r.header.destination_prefix_length), metric };
+    let flags = r.header.flags.bits();
+    let path_of = |ifindex: u32, gateway: Option<Ip>| (ifindex, gateway);
+    if r.header.tos != 0 || r.header.source_prefix_length != 0 {
+        let paths = match multipath {
+            Some(hops) => hops
+                .iter()
+                .map(|h| {
+                    path_of(
+                        h.interface_index,
+                        h.attributes.iter().find_map(|a| match a {
+                            RouteAttribute::Gateway(g) => route_addr(g),
+                            RouteAttribute::Via(v) => via_addr(v),
+                            _ => None,
+                        }),
+                    )
+                })
+                .collect(),
+            None => vec![path_of(oif, gw)],
+        };
+        let src = Prefix::new(src, r.header.source_prefix_length);
+        return Conv::Qualified(QualKey { key, tos: r.header.tos, src }, paths);
+    }
+    if encap {
+        return Conv::NotOffloaded(key, "lightweight-tunnel encap (RTA_ENCAP)");
     }
     // A route through a blackhole nexthop object is reported as a
     // blackhole route; it is still a route through that object, and must
     // go with it.
     let kind = if nh_id.is_some() && kind == RouteType::Blackhole { RouteType::Unicast } else { kind };
-    let onlink = r.header.flags.bits() & 0x4 != 0;
+    let onlink = flags & RTNH_F_ONLINK != 0;
     let nexthops = if kind != RouteType::Unicast {
         RouteNexthops::None
     } else if let Some(id) = nh_id {
         RouteNexthops::Object(id)
     } else if let Some(hops) = multipath {
         let mut v = heapless::Vec::new();
+        let mut dead = false;
         for h in hops {
+            if h.attributes
+                .iter()
+                .any(|a| matches!(a, RouteAttribute::Encap(_) | RouteAttribute::EncapType(_)))
+            {
+                return Conv::NotOffloaded(key, "lightweight-tunnel encap on a path (RTA_ENCAP)");
+            }
+            if unusable(h.flags.bits() as u32, fam) {
+                dead = true;
+                continue;
+            }
             let gateway = h.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Gateway(g) => route_addr(g),
+                RouteAttribute::Via(v) => via_addr(v),
                 _ => None,
             });
             let p = Path {
@@ -411,22 +526,41 @@ fn route(r: &RouteMessage) -> Option<Route> {
                 onlink: h.flags.contains(RouteNextHopFlags::Onlink),
             };
             if v.push(p).is_err() {
-                break; // more than MAX_PATHS: the first ones
+                return Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)");
             }
+        }
+        if dead {
+            DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if v.is_empty() {
+            return Conv::Dead(key);
         }
         RouteNexthops::Paths(v)
     } else {
+        if unusable(flags, fam) {
+            DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Conv::Dead(key);
+        }
         let mut v = heapless::Vec::new();
         let _ = v.push(Path { ifindex: oif, gateway: gw, weight: 1, onlink });
         RouteNexthops::Paths(v)
     };
-    Some(Route {
-        key: RouteKey { table, dst: Prefix::new(dst, r.header.destination_prefix_length), metric },
+    Conv::Plain(Route {
+        key,
         kind,
         protocol: u8::from(r.header.protocol),
         scope: u8::from(r.header.scope),
         nexthops,
     })
+}
+
+fn via_addr(v: &netlink_packet_route::route::RouteVia) -> Option<Ip> {
+    use netlink_packet_route::route::RouteVia as V;
+    match v {
+        V::Inet(a) => Some(Ip::from(*a)),
+        V::Inet6(a) => Some(Ip::from(*a)),
+        _ => None,
+    }
 }
 
 fn mac_of(b: &[u8]) -> Option<Mac> {
@@ -508,7 +642,6 @@ pub fn nexthop(new: bool, p: &[u8]) -> Result<Change, String> {
     const NHA_FDB: u16 = 11;
     const NHA_RES_GROUP: u16 = 12;
     const NHA_RES_GROUP_BUCKETS: u16 = 1;
-    const RTNH_F_ONLINK: u32 = 4;
     if p.len() < 8 {
         return Err("nexthop message shorter than struct nhmsg".into());
     }
