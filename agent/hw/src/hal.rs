@@ -34,7 +34,11 @@ pub struct MmioHal {
 }
 
 impl MmioHal {
+    /// The driver of a region; it is the region's one writer, so it
+    /// closes a write an earlier writer left open (see
+    /// [`Region::recover_writes`]).
     pub fn new(region: Region) -> Self {
+        region.recover_writes();
         Self { region }
     }
 
@@ -59,18 +63,22 @@ impl Hal for MmioHal {
     fn write_entry(&mut self, t: TableId, slot: u32, entry: &[u8]) {
         let size = self.entry_size(t);
         let off = self.region.entry_off(t, slot);
-        let flags = self.region.atomic_u8(off);
-        // Take the entry out of the lookup while its body changes, write
-        // the body, then publish it with the VALID bit (release order).
-        flags.store(0, Ordering::Release);
+        // In place, inside the table's seqlock write: a reader retries
+        // rather than see the old entry half overwritten, and an entry
+        // being replaced never leaves the lookup (no miss, no fall back
+        // to a shorter prefix). VALID is set with the body.
+        self.region.write_begin(t);
         self.region.write(off + 1, &entry[1..size]);
-        flags.store((entry[0] & !VALID) | VALID, Ordering::Release);
+        self.region.atomic_u8(off).store((entry[0] & !VALID) | VALID, Ordering::Relaxed);
+        self.region.write_end(t);
         self.region.writes_reg(t).fetch_add(1, Ordering::Relaxed);
     }
 
     fn invalidate(&mut self, t: TableId, slot: u32) {
         let off = self.region.entry_off(t, slot);
-        self.region.atomic_u8(off).store(0, Ordering::Release);
+        self.region.write_begin(t);
+        self.region.atomic_u8(off).store(0, Ordering::Relaxed);
+        self.region.write_end(t);
         self.region.invalidates_reg(t).fetch_add(1, Ordering::Relaxed);
     }
 

@@ -15,13 +15,16 @@
 //!              +0x18 counters offset (u64)
 //!              +0x20 WRITES register (u64): entries written
 //!              +0x28 INVALIDATES register (u64): entries invalidated
+//!              +0x30 SEQ register (u64): write sequence, odd mid-write
 //! then    each table's entries, capacity x entry size, 64-byte aligned
 //! then    each table's counters, capacity x 32 bytes, 64-byte aligned
 //! ```
 //!
-//! Every entry starts with a flags byte whose bit 0 is VALID. Firmware
-//! writes the rest of the entry first and sets VALID last (release order);
-//! it clears VALID first to remove an entry.
+//! Every entry starts with a flags byte whose bit 0 is VALID. Every change
+//! of an entry is a seqlock write against its table's SEQ register (odd
+//! while the entry's bytes change); a reader keeps a copy only if SEQ was
+//! even and unchanged around it (`Region::read_entry`), so a replace in
+//! place never takes an entry out of the lookup.
 //!
 //! A counter record is four u64: for routes, nexthops and flows
 //! `[packets, bytes, last-hit time in CLOCK_MONOTONIC ms (0 = never), drops]`;

@@ -20,6 +20,13 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+/// Offset of the SEQ register in a table descriptor.
+pub const SEQ_REG: usize = 0x30;
+
+/// Tries of a seqlock read before a table with a write left open reads
+/// as a miss.
+pub const READ_SPINS: u32 = 1 << 20;
+
 /// A mapped hardware region.
 pub struct Region {
     ptr: NonNull<u8>,
@@ -340,19 +347,75 @@ impl Region {
         self.atomic_u64(DESC_OFFSET + t as usize * DESC_SIZE + 0x28)
     }
 
+    /// The SEQ register of a table: the sequence count of its writer (see
+    /// `docs/HARDWARE.md`, "Updating entries"). Odd while a write is in
+    /// progress.
+    pub fn seq_reg(&self, t: TableId) -> &AtomicU64 {
+        self.atomic_u64(DESC_OFFSET + t as usize * DESC_SIZE + SEQ_REG)
+    }
+
+    /// Opens a write to table `t` (the region has one writer, the agent):
+    /// SEQ becomes odd before any byte of an entry changes.
+    pub fn write_begin(&self, t: TableId) {
+        let seq = self.seq_reg(t);
+        let s = seq.load(Ordering::Relaxed);
+        // An odd count left by a writer that died mid-write is closed by
+        // the next write.
+        seq.store((s | 1) + if s & 1 == 0 { 0 } else { 2 }, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
+    }
+
+    /// Closes a write opened by [`Region::write_begin`]: SEQ becomes even,
+    /// after every byte of the write (release order).
+    pub fn write_end(&self, t: TableId) {
+        let seq = self.seq_reg(t);
+        let s = seq.load(Ordering::Relaxed);
+        seq.store((s | 1) + 1, Ordering::Release);
+    }
+
+    /// Closes a write a previous writer left open (at the agent's start).
+    pub fn recover_writes(&self) {
+        for t in TableId::ALL {
+            if self.seq_reg(t).load(Ordering::Relaxed) & 1 != 0 {
+                self.write_end(t);
+            }
+        }
+    }
+
     /// True if the entry's VALID bit is set.
     pub fn is_valid(&self, t: TableId, slot: u32) -> bool {
         self.atomic_u8(self.entry_off(t, slot)).load(Ordering::Acquire) & crate::layout::VALID != 0
     }
 
-    /// Copies a valid entry out; `None` if the slot is not valid.
+    /// Copies a valid entry out; false if the slot is not valid.
+    ///
+    /// The copy is a seqlock read against the table's SEQ register: taken
+    /// while no write is open, and again if a write opened or closed
+    /// during the copy. So a reader never sees a half-written entry, and
+    /// never a miss while an entry is replaced in place. A table whose
+    /// write stays open past [`READ_SPINS`] tries (its writer died
+    /// mid-write) reads as a miss.
     pub fn read_entry(&self, t: TableId, slot: u32, out: &mut [u8]) -> bool {
         let off = self.entry_off(t, slot);
-        if self.atomic_u8(off).load(Ordering::Acquire) & crate::layout::VALID == 0 {
-            return false;
+        let size = self.desc(t).entry_size;
+        let seq = self.seq_reg(t);
+        let flags = self.atomic_u8(off);
+        for _ in 0..READ_SPINS {
+            let s1 = seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let valid = flags.load(Ordering::Relaxed) & crate::layout::VALID != 0;
+            if valid {
+                self.read(off, &mut out[..size]);
+            }
+            std::sync::atomic::fence(Ordering::Acquire);
+            if seq.load(Ordering::Relaxed) == s1 {
+                return valid;
+            }
         }
-        self.read(off, &mut out[..self.desc(t).entry_size]);
-        true
+        false
     }
 
     /// Counter record `i` (0..4) of a slot, if the table has counters.
