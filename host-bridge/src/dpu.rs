@@ -10,7 +10,7 @@ use crate::agent_link::{AgentEvent, AgentLink, LinkError};
 use crate::channel::{Channel, Dial};
 use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
-use crate::mirror::decode_chunk;
+use crate::mirror::{decode_chunk, Freed};
 use dpu_wire::{AgentHello, HostMsg, Key, StatEntry, StatKey};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -153,13 +153,17 @@ fn synced(
         m.snapshot()
     };
     link.send(HostMsg::SnapshotBegin { generation: *generation })?;
-    let (mut freed, mut refused) = (false, 0);
+    let (mut freed, mut refused) = (Freed::default(), 0);
     for chunk in all.chunks(BATCH) {
         let ops = decode_chunk(chunk);
         let r = link.apply(&ops)?;
         refused += r.failures.len();
         let mut m = shared.lock();
-        freed |= m.results(&ops, &r.failures);
+        let f = m.results(&ops, &r.failures);
+        for (a, b) in freed.slots.iter_mut().zip(f.slots) {
+            *a += b;
+        }
+        freed.deps |= f.deps;
         shared.fib_due(&m);
         if let Some(fw) = fw {
             fw.answer(m.take_fw_answers());
@@ -177,8 +181,11 @@ fn synced(
         s.snapshots += 1;
         s.last_snapshot = Some((g, unchanged, written, removed));
     });
-    if freed {
-        shared.lock().retry_refused();
+    // The sweep removed what the snapshot did not mention: entries it
+    // refused for want of room go again, as many as the sweep freed.
+    freed.any = removed;
+    if !freed.is_empty() {
+        shared.lock().retry_refused(&freed);
     }
     // Then updates as they come, and the agent's frames as they come:
     // stats go to the firmware's map within the agent's interval.
@@ -191,8 +198,9 @@ fn synced(
             let r = link.apply(&ops)?;
             last_tx = Instant::now();
             let mut m = shared.lock();
-            if m.results(&ops, &r.failures) {
-                m.retry_refused();
+            let freed = m.results(&ops, &r.failures);
+            if !freed.is_empty() {
+                m.retry_refused(&freed);
             }
             shared.fib_due(&m);
             if let Some(fw) = fw {

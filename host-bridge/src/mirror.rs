@@ -44,6 +44,44 @@ fn rank(k: &Key) -> usize {
 /// TableFull it would then retry.
 const LEAF_RANKS: [usize; 4] = [2, 5, 6, 7];
 
+/// The DPU table an entry takes room in, as far as the host can tell
+/// (routes by family): refused entries are retried against the room that
+/// deletes of the same table freed.
+fn room(k: &Key) -> usize {
+    match k {
+        Key::Link(_) => 0,
+        Key::Address(_) => 1,
+        Key::Route(r) if r.dst.family() == dpu_wire::Family::V4 => 2,
+        Key::Route(_) => 3,
+        Key::Nexthop(_) => 4,
+        Key::NexthopGroup(_) => 5,
+        Key::Neighbour(_) => 6,
+        Key::Fdb(_) => 7,
+        Key::Vlan(_) => 8,
+        Key::Flow(_) => 9,
+        Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => 10,
+    }
+}
+pub const ROOMS: usize = 11;
+
+/// What a batch's results freed on the DPU, for [`Mirror::retry_refused`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    /// Entries deleted that the DPU held, per room.
+    pub slots: [u32; ROOMS],
+    /// Room freed by a snapshot's sweep (not known per table).
+    pub any: u32,
+    /// A nexthop or group was installed, or something deleted: entries
+    /// that waited for a reference (NotFound) or on one (InUse) may go.
+    pub deps: bool,
+}
+
+impl Freed {
+    pub fn is_empty(&self) -> bool {
+        *self == Freed::default()
+    }
+}
+
 /// Counters of the mirror, for status and logs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MirrorCounters {
@@ -96,6 +134,14 @@ pub struct Mirror {
     downs: [VecDeque<Key>; RANKS],
     /// Entries the DPU refused, with its answer.
     pub refused: HashMap<Key, Status>,
+    /// TableFull refusals in the order they came, per room: retried
+    /// oldest first, as many as deletes free room. A key is queued once.
+    full_q: [VecDeque<Key>; ROOMS],
+    full_queued: HashSet<Key>,
+    /// Refusals that wait for a reference (NotFound) or on one (InUse).
+    dep_waits: HashSet<Key>,
+    /// Deletes queued for keys the DPU had refused: they free nothing.
+    unheld_deletes: HashSet<Key>,
     /// Objects the DPU cannot represent exactly, kept off it, with the
     /// reason (see `Change::NotOffloaded`).
     pub not_offloaded: HashMap<Key, Box<str>>,
@@ -314,6 +360,9 @@ impl Mirror {
         if !self.not_offloaded.is_empty() {
             self.not_offloaded.remove(&key);
         }
+        if !self.unheld_deletes.is_empty() {
+            self.unheld_deletes.remove(&key);
+        }
         let Ok(bytes) = postcard::to_allocvec(&o) else { return };
         if self.shadow.get(&key).is_some_and(|b| **b == *bytes) {
             return;
@@ -376,7 +425,10 @@ impl Mirror {
                 self.counts[k as usize] -= 1;
             }
             self.counters.changes += 1;
-            self.refused.remove(key);
+            if self.refused.remove(key).is_some() {
+                self.dep_waits.remove(key);
+                self.unheld_deletes.insert(*key);
+            }
             if let (Key::Route(k), Some(h)) = (key, &mut self.fib_hw) {
                 h.remove(k);
                 self.fib_dirty.remove(k);
@@ -453,9 +505,9 @@ impl Mirror {
         }
     }
 
-    /// Records the DPU's answers to `ops`. Returns true if a delete went
-    /// through, which may have freed room for refused entries.
-    pub fn results(&mut self, ops: &[Op], failures: &[(usize, Status, Option<Key>)]) -> bool {
+    /// Records the DPU's answers to `ops`. Returns the room the batch
+    /// freed, for [`Mirror::retry_refused`].
+    pub fn results(&mut self, ops: &[Op], failures: &[(usize, Status, Option<Key>)]) -> Freed {
         self.counters.sent += ops.len() as u64;
         let mut failed = HashSet::new();
         for &(i, status, _) in failures {
@@ -474,11 +526,20 @@ impl Mirror {
                         );
                     }
                     self.refused.insert(k, status);
+                    match status {
+                        Status::TableFull if self.full_queued.insert(k) => {
+                            self.full_q[room(&k)].push_back(k);
+                        }
+                        Status::NotFound | Status::InUse => {
+                            self.dep_waits.insert(k);
+                        }
+                        _ => {}
+                    }
                     self.fib_answer(&k, false);
                 }
             }
         }
-        let mut freed = false;
+        let mut freed = Freed::default();
         for (i, op) in ops.iter().enumerate() {
             if failed.contains(&i) {
                 continue;
@@ -487,12 +548,22 @@ impl Mirror {
             match op {
                 Op::Upsert(o) => {
                     let k = o.key();
-                    self.refused.remove(&k);
+                    if self.refused.remove(&k).is_some() {
+                        self.dep_waits.remove(&k);
+                    }
+                    if matches!(k, Key::Nexthop(_) | Key::NexthopGroup(_)) {
+                        freed.deps = true;
+                    }
                     if self.shadow.contains_key(&k) {
                         self.fib_answer(&k, true);
                     }
                 }
-                Op::Delete(_) => freed = true,
+                Op::Delete(k) => {
+                    freed.deps = true;
+                    if !self.unheld_deletes.remove(k) {
+                        freed.slots[room(k)] += 1;
+                    }
+                }
             }
         }
         freed
@@ -521,20 +592,48 @@ impl Mirror {
         }
     }
 
-    /// Queues refused entries again (after room was freed on the DPU).
-    pub fn retry_refused(&mut self) {
-        let keys: Vec<Key> = self
-            .refused
-            .iter()
-            .filter(|(_, s)| matches!(s, Status::TableFull | Status::NotFound | Status::InUse))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in keys {
-            if self.shadow.contains_key(&k) && !self.pending.contains_key(&k) {
+    /// Queues refused entries again, bounded by the room `freed` says
+    /// the DPU has now: per table, as many TableFull refusals as deletes
+    /// freed entries there, oldest first (plus `freed.any`, a sweep's
+    /// room, from any table); the ones that waited for a reference, when
+    /// one may have come. A retry refused again goes to the back.
+    pub fn retry_refused(&mut self, freed: &Freed) {
+        let mut any = freed.any;
+        for r in 0..ROOMS {
+            let mut budget = freed.slots[r];
+            while budget > 0 || any > 0 {
+                let Some(k) = self.full_q[r].pop_front() else { break };
+                self.full_queued.remove(&k);
+                // Stale: since refused, deleted, held, or changed again.
+                if self.refused.get(&k) != Some(&Status::TableFull)
+                    || !self.shadow.contains_key(&k)
+                    || self.pending.contains_key(&k)
+                {
+                    continue;
+                }
+                if budget > 0 {
+                    budget -= 1;
+                } else {
+                    any -= 1;
+                }
                 self.counters.retried += 1;
                 self.mark(k, true);
             }
         }
+        if freed.deps && !self.dep_waits.is_empty() {
+            let keys: Vec<Key> = self.dep_waits.drain().collect();
+            for k in keys {
+                if self.shadow.contains_key(&k) && !self.pending.contains_key(&k) {
+                    self.counters.retried += 1;
+                    self.mark(k, true);
+                }
+            }
+        }
+    }
+
+    /// Refusals waiting for room, per table (for status).
+    pub fn waiting_for_room(&self) -> usize {
+        self.full_queued.len()
     }
 
     /// Everything in the shadow, in dependency order, still encoded: a
@@ -697,12 +796,12 @@ mod tests {
         assert_eq!(m.fib_flags(&kb), Some(FIB_F_OFFLOAD_FAILED));
         assert_eq!(m.fib_dirty.drain().count(), 2);
         // The same answer again changes nothing.
-        m.retry_refused();
+        m.retry_refused(&Freed { any: 1, ..Freed::default() });
         let ops = m.take(100);
         m.results(&ops, &[(0, Status::TableFull, None)]);
         assert!(m.fib_dirty.is_empty());
         // A retry goes through: offload.
-        m.retry_refused();
+        m.retry_refused(&Freed { any: 1, ..Freed::default() });
         let ops = m.take(100);
         m.results(&ops, &[]);
         assert_eq!(m.fib_flags(&kb), Some(FIB_F_OFFLOAD));
@@ -801,11 +900,54 @@ mod tests {
         let mut m = Mirror::new();
         m.upsert(route(1, 1));
         let ops = m.take(10);
-        assert!(!m.results(&ops, &[(0, Status::TableFull, None)]));
+        assert!(m.results(&ops, &[(0, Status::TableFull, None)]).is_empty());
         assert_eq!(m.refused.get(&route(1, 1).key()), Some(&Status::TableFull));
-        m.retry_refused();
+        m.retry_refused(&Freed { any: 1, ..Freed::default() });
         assert_eq!(m.take(10), ops);
-        assert!(!m.results(&ops, &[]));
+        assert!(m.results(&ops, &[]).is_empty());
         assert!(m.refused.is_empty());
+    }
+
+    #[test]
+    fn retries_are_bounded_by_the_room_deletes_free() {
+        let mut m = Mirror::new();
+        let route = |metric: u32, nh: u32| match route(1, nh) {
+            Object::Route(mut r) => {
+                r.key.metric = metric;
+                Object::Route(r)
+            }
+            o => o,
+        };
+        // 1,000 routes refused by a full table.
+        for i in 0..1000 {
+            m.upsert(route(i, 1));
+        }
+        let ops = m.take(2000);
+        let fails: Vec<_> = (0..ops.len()).map(|i| (i, Status::TableFull, None)).collect();
+        assert!(m.results(&ops, &fails).is_empty());
+        assert_eq!(m.refused.len(), 1000);
+        // Ten held routes deleted (ten never mirrored here, held by the
+        // DPU as far as the test goes): ten retries, oldest first.
+        let before = m.counters.retried;
+        let deletes: Vec<Op> = (5000..5010).map(|i| Op::Delete(route(i, 1).key())).collect();
+        let freed = m.results(&deletes, &[]);
+        assert_eq!(freed.slots.iter().sum::<u32>(), 10);
+        m.retry_refused(&freed);
+        assert_eq!(m.counters.retried - before, 10);
+        let retried = m.take(2000);
+        assert_eq!(retried.len(), 10);
+        assert_eq!(retried[0].key(), ops[0].key(), "oldest first");
+        // Refused again: to the back of the queue; nothing more retried
+        // without more room.
+        let fails: Vec<_> = (0..retried.len()).map(|i| (i, Status::TableFull, None)).collect();
+        assert!(m.results(&retried, &fails).is_empty());
+        m.retry_refused(&Freed::default());
+        assert!(m.take(2000).is_empty());
+        // Deleting a refused entry frees nothing.
+        m.delete(&ops[500].key());
+        let del = m.take(10);
+        assert_eq!(del, vec![Op::Delete(ops[500].key())]);
+        assert!(m.results(&del, &[]).slots.iter().all(|&n| n == 0));
+        assert_eq!(m.waiting_for_room(), 1000, "999 refused, one stale");
     }
 }

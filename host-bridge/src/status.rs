@@ -69,18 +69,23 @@ fn object_json(o: &Object, d: &DpuState) -> Option<Value> {
 
 /// The status without the object lists: counters, counts, the DPU, the
 /// firmware and what the DPU refused.
+/// Most entries of each list in the status head (refused, not
+/// offloaded, qualified); their counts are in "mirror".
+const LIST_MAX: usize = 1000;
+
 fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
     let m = shared.lock();
     let d = dpu.lock().unwrap_or_else(|p| p.into_inner());
     let c = m.counters;
+    // The first LIST_MAX refusals; the count is in the counters.
     let refused: Vec<Value> = m
         .refused
         .iter()
+        .take(LIST_MAX)
         .map(|(k, s)| json!({ "key": format!("{k:?}"), "status": format!("{s:?}") }))
         .collect();
     // What the DPU cannot represent exactly; the first LIST_MAX of each,
     // the counts in "mirror".
-    const LIST_MAX: usize = 1000;
     let not_offloaded: Vec<Value> = m
         .not_offloaded
         .iter()
@@ -118,6 +123,7 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "links": count(Kind::Link), "addresses": count(Kind::Address), "routes": count(Kind::Route),
             "nexthops": count(Kind::Nexthop), "neighbours": count(Kind::Neighbour), "fdb": count(Kind::Fdb),
             "vlans": count(Kind::Vlan), "flows": count(Kind::Filter), "settings": count(Kind::Setting),
+            "refused": m.refused.len(), "waiting_for_room": m.waiting_for_room(),
             "not_offloaded": m.not_offloaded.len(), "qualified_routes": m.quals.len(),
             "trapped_prefixes": m.quals.prefixes(), "hidden_routes": m.quals.hidden.len(),
         },
