@@ -58,6 +58,7 @@ clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I bpf/firmware \
     -c bpf/firmware/tests/bad_fw.bpf.c -o "$objs/bad_fw.bpf.o"
 passed=0
 failed=0
+failures=()
 # The kselftests first: the series' own checks fail early.
 for t in "bpf/kernel/tests/run.sh --kernel $kernel" \
     "bpf/vm/run.sh --kernel $kernel qemu-tests/vm/mirror-bridge.sh" \
@@ -68,7 +69,21 @@ for t in "bpf/kernel/tests/run.sh --kernel $kernel" \
     echo "vm-tests: $t"
     # Through a pipe: something in the VM stack reopens its stdout
     # truncating, which wiped earlier output when stdout was a file.
-    if bash $t 2>&1 | cat; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "vm-tests: FAILED: $t"; fi
+    out=$(mktemp /tmp/vm-test-out.XXXXXX)
+    if bash $t 2>&1 | tee "$out"; then
+        passed=$((passed + 1))
+        rm -f "$out"
+    else
+        failed=$((failed + 1))
+        failures+=("$t:$out")
+        echo "vm-tests: FAILED: $t"
+    fi
+done
+# The failures again at the end, where a CI summary that keeps only the
+# last part of the output still shows them.
+for f in ${failures[@]+"${failures[@]}"}; do
+    echo "vm-tests: FAILED: ${f%:*}; its last lines:"
+    tail -n 40 "${f##*:}" | sed 's/^/    /'
 done
 echo "vm-tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -233,6 +233,24 @@ impl<H: Hal> Engine<H> {
         }
     }
 
+    /// Entries in use per table, in the shape of [`Engine::capacities`].
+    pub fn usage(&self) -> Capacities {
+        let u = |t: TableId| self.used(t);
+        Capacities {
+            links: u(TableId::Port),
+            addresses: u(TableId::Addr),
+            routes_v4: u(TableId::Route4),
+            routes_v6: u(TableId::Route6),
+            nexthops: u(TableId::Nexthop),
+            nexthop_groups: u(TableId::Group),
+            ecmp_members: 0,
+            neighbours: u(TableId::Neigh),
+            fdb: u(TableId::Fdb),
+            vlans: u(TableId::Vlan),
+            flows: u(TableId::Flow),
+        }
+    }
+
     /// Entries in use per table.
     pub fn used(&self, t: TableId) -> u32 {
         let tb = &self.t[t as usize];

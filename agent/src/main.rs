@@ -38,13 +38,21 @@ OPTIONS:
                            board's channel.vsock_host_cid]
     --session-timeout MS   A session with no frame from the host for this long is over,
                            and another host may take the agent [default: 5000]
+    --log-level LEVEL      The most detailed log lines written: error, warn, info or
+                           debug [default: info]
     --board                Print the board this agent was built for and exit
     -V, --version          Print version and protocol version and exit
     -h, --help             Print this help and exit
 
 On disconnect the hardware keeps forwarding as it is; the agent waits for the
-next session and its snapshot. Logs are plain lines on stderr.
+next session and its snapshot. Logs are plain lines on stderr, in the format
+host-bridge writes too: `2026-11-24T20:31:28.123Z LEVEL message`.
+
 ";
+
+// The options are parsed here rather than by clap (which host-bridge
+// uses): the agent is firmware, a 581 KiB static image (README), and ten
+// options do not justify a parser that would be a good part of it.
 
 struct Opts {
     listen: Vec<Endpoint>,
@@ -88,6 +96,12 @@ fn parse() -> Result<Parsed, String> {
                 }
             }
             "--hw" => o.hw = value("--hw")?.into(),
+            "--log-level" => {
+                let v = value("--log-level")?;
+                let l = dpu_agent::log::Level::parse(&v)
+                    .ok_or_else(|| format!("--log-level: {v:?} is none of error, warn, info, debug"))?;
+                dpu_agent::log::set_level(l);
+            }
             "--cold" => o.cold = true,
             "--stats-interval" => {
                 o.stats_interval_ms =

@@ -98,6 +98,8 @@ pub struct Agent<H: Hal> {
     tx: Tx,
     failures: Vec<Failure>,
     hello: bool,
+    /// The host's protocol minor, from its hello.
+    host_minor: u16,
     expect_seq: u32,
     snapshot: Option<u32>,
     resync_pending: bool,
@@ -120,6 +122,7 @@ impl<H: Hal> Agent<H> {
             },
             failures: Vec::with_capacity(MAX_OPS_PER_FRAME),
             hello: false,
+            host_minor: 0,
             expect_seq: 0,
             snapshot: None,
             resync_pending: false,
@@ -254,6 +257,9 @@ impl<H: Hal> Agent<H> {
             }
             HostMsg::Batch => self.on_batch(header.seq, &mut r, out),
             HostMsg::Heartbeat { .. } => {
+                if self.host_minor >= 3 {
+                    self.tx.message(AgentMsg::Usage(self.engine.usage()), out);
+                }
                 let msg = AgentMsg::Heartbeat {
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     rx_frames: self.counters.frames,
@@ -313,6 +319,7 @@ impl<H: Hal> Agent<H> {
         };
         self.tx.message(AgentMsg::Hello(hello), out);
         self.hello = true;
+        self.host_minor = h.version.minor;
         self.expect_seq = 1;
         Control::Continue
     }

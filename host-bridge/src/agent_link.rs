@@ -77,12 +77,37 @@ impl From<io::Error> for LinkError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentEvent {
     Hello(AgentHello),
-    Error { code: ErrorCode, text: String },
-    Results { ack: u32, ok: u16, more: bool, failures: Vec<Failure> },
-    SnapshotDone { generation: u32, unchanged: u32, written: u32, removed: u32 },
-    Stats { more: bool, requested: bool, entries: Vec<StatEntry> },
-    Heartbeat { uptime_ms: u64, rx_frames: u64, rx_errors: u64 },
-    ResyncNeeded { reason: ResyncReason },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    Results {
+        ack: u32,
+        ok: u16,
+        more: bool,
+        failures: Vec<Failure>,
+    },
+    SnapshotDone {
+        generation: u32,
+        unchanged: u32,
+        written: u32,
+        removed: u32,
+    },
+    Stats {
+        more: bool,
+        requested: bool,
+        entries: Vec<StatEntry>,
+    },
+    Heartbeat {
+        uptime_ms: u64,
+        rx_frames: u64,
+        rx_errors: u64,
+    },
+    ResyncNeeded {
+        reason: ResyncReason,
+    },
+    /// Entries in use per table (protocol 1.3).
+    Usage(Capacities),
 }
 
 /// Outcome of a list of updates.
@@ -481,5 +506,6 @@ pub fn decode(payload: &[u8]) -> Option<AgentEvent> {
             AgentEvent::Heartbeat { uptime_ms, rx_frames, rx_errors }
         }
         AgentMsg::ResyncNeeded { reason } => AgentEvent::ResyncNeeded { reason },
+        AgentMsg::Usage(u) => AgentEvent::Usage(u),
     })
 }

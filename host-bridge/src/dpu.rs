@@ -11,7 +11,7 @@ use crate::channel::{Channel, Dial};
 use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
 use crate::mirror::{decode_chunk, Freed};
-use dpu_wire::{AgentHello, HostMsg, Key, StatEntry, StatKey};
+use dpu_wire::{AgentHello, Capacities, HostMsg, Key, StatEntry, StatKey};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::collections::HashMap;
@@ -36,6 +36,10 @@ pub struct DpuState {
     pub firmware: Option<FwState>,
     /// The flow capacity last published to the firmware.
     pub firmware_capacity: Option<u32>,
+    /// The agent's last heartbeat: (uptime ms, frames received, bad frames).
+    pub agent_frames: Option<(u64, u64, u64)>,
+    /// The agent's entries in use per table (protocol 1.3).
+    pub usage: Option<Capacities>,
 }
 
 impl DpuState {
@@ -175,11 +179,22 @@ fn synced(
         generation,
         all.len(),
     );
+    let objects = all.len();
     drop(all);
     let g = *generation;
     st(&mut |s| {
         s.snapshots += 1;
         s.last_snapshot = Some((g, unchanged, written, removed));
+    });
+    // systemd (Type=notify): ready once the DPU holds the first snapshot.
+    // Without NOTIFY_SOCKET this does nothing.
+    static READY: std::sync::Once = std::sync::Once::new();
+    READY.call_once(|| {
+        let status = format!("first snapshot: {objects} objects, {refused} refused");
+        let _ = sd_notify::notify(
+            false,
+            &[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)],
+        );
     });
     // The sweep removed what the snapshot did not mention: entries it
     // refused for want of room go again, as many as the sweep freed.
@@ -207,7 +222,9 @@ fn synced(
                 fw.answer(m.take_fw_answers());
             }
         } else if last_tx.elapsed() >= HEARTBEAT {
-            link.heartbeat()?;
+            if let AgentEvent::Heartbeat { uptime_ms, rx_frames, rx_errors } = link.heartbeat()? {
+                st(&mut |s| s.agent_frames = Some((uptime_ms, rx_frames, rx_errors)));
+            }
             last_tx = Instant::now();
         } else {
             // Wait for a mirror change, an agent frame or the heartbeat.
@@ -231,6 +248,7 @@ fn synced(
                 AgentEvent::ResyncNeeded { reason } => {
                     resync = Some(reason);
                 }
+                AgentEvent::Usage(u) => st(&mut |s| s.usage = Some(u)),
                 AgentEvent::Stats { entries, .. } => {
                     if let Some(fw) = fw {
                         fw.write_counters(shared, &entries);

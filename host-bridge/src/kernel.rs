@@ -613,12 +613,16 @@ fn offloaded(m: &Mirror, cfg: &Config, o: &Object) -> bool {
 pub struct Listen {
     pub rcvbuf: usize,
     pub config: Config,
+    /// Where the config came from, to read again at SIGHUP.
+    pub config_path: Option<std::path::PathBuf>,
+    /// One message per SIGHUP.
+    pub reload: Option<smol::channel::Receiver<()>>,
     /// The notifier taps' feed, if they run.
     pub taps: Option<Feed>,
 }
 
 /// The kernel's CLOCK_MONOTONIC, bpf_ktime_get_ns()'s clock.
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
@@ -732,35 +736,98 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, recent: &Recent, msg: TapMsg, redump: &mut
 enum Wake {
     Netlink(io::Result<usize>),
     Tap(Option<TapMsg>),
+    /// SIGHUP: read the config again.
+    Reload,
+}
+
+/// First wait after a failed dump; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A resync that does not give up: a dump that fails (the kernel out of
+/// memory, a dump interrupted again and again, a socket error) is logged
+/// and tried again on a fresh socket after a growing wait. Events keep
+/// queueing meanwhile; an overflow they cause is one more resync.
+fn resync_retrying(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]) {
+    let mut wait = RETRY_FIRST;
+    loop {
+        match resync(shared, cfg, sock, kinds) {
+            Ok(()) => return,
+            Err(e) => {
+                shared.lock().counters.dump_errors += 1;
+                crate::warn!("dump of {kinds:?} failed ({e}): trying again in {} ms", wait.as_millis());
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+                if let Ok(s) = NlSocket::open(&[], 0) {
+                    *sock = s;
+                }
+            }
+        }
+    }
 }
 
 /// Runs forever: initial sync, then events.
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let events = Async::new(NlSocket::open(&group::ALL, opts.rcvbuf)?)?;
     let mut dumper = NlSocket::open(&[], 0)?;
-    resync(&shared, &opts.config, &mut dumper, &Kind::ALL)?;
+    let mut config = opts.config;
+    resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
     {
         let mut m = shared.lock();
         m.ready = true;
         crate::log!("initial sync: {} objects mirrored", m.len());
     }
     shared.notify();
-    let mut cx = Ctx { cfg: &opts.config, tapped: opts.taps.as_ref().is_some_and(|t| t.routes_tapped) };
+    let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
     let mut taps = opts.taps.as_ref().map(|t| t.rx.clone());
+    let reload = opts.reload.clone();
     let mut recent = Recent { at: HashMap::new(), pruned: 0 };
     let mut buf = vec![0u8; BUF];
     smol::block_on(async {
         loop {
             let netlink = async { Wake::Netlink(events.read_with(|s| s.recv(&mut buf)).await) };
+            let hup = async {
+                match &reload {
+                    Some(rx) if rx.recv().await.is_ok() => Wake::Reload,
+                    _ => std::future::pending().await,
+                }
+            };
+            let netlink = smol::future::or(netlink, hup);
             let wake = match &taps {
                 Some(rx) => smol::future::or(netlink, async { Wake::Tap(rx.recv().await.ok()) }).await,
                 None => netlink.await,
             };
             let mut redump = Todo::default();
+            if let Wake::Reload = wake {
+                // Only the difference goes to the DPU: the re-dump's
+                // reconcile touches what the new config changes.
+                let Some(path) = &opts.config_path else {
+                    crate::log!("SIGHUP: no --config to read again");
+                    continue;
+                };
+                match Config::load(path) {
+                    Ok(c) if c == config => crate::log!("SIGHUP: {} unchanged", path.display()),
+                    Ok(c) => {
+                        config = c;
+                        let before = shared.lock().counters.changes;
+                        resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
+                        let changed = shared.lock().counters.changes - before;
+                        crate::log!("SIGHUP: {} reloaded: {changed} objects changed", path.display());
+                    }
+                    Err(e) => crate::warn!(
+                        "SIGHUP: {} not reloaded, keeping the running config: {e}",
+                        path.display()
+                    ),
+                }
+                shared.notify();
+                continue;
+            }
+            let cx = Ctx { cfg: &config, tapped };
             match wake {
+                Wake::Reload => {}
                 Wake::Tap(None) => {
                     crate::log!("taps stopped: netlink alone from now on, after a resync");
-                    (taps, cx.tapped) = (None, false);
+                    (taps, tapped) = (None, false);
                     redump.extend(Kind::ALL);
                 }
                 Wake::Tap(Some(msg)) => {
@@ -828,13 +895,16 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 Wake::Netlink(Err(e)) => return Err(e),
             }
             for ifindex in std::mem::take(&mut redump.link_fdb) {
-                resync_link_fdb(&shared, &opts.config, &mut dumper, ifindex)?;
+                if let Err(e) = resync_link_fdb(&shared, &config, &mut dumper, ifindex) {
+                    crate::warn!("reading back the FDB of link {ifindex} failed ({e}): re-dumping the FDB");
+                    redump.kinds.push(Kind::Fdb);
+                }
             }
             let mut kinds = redump.kinds;
             if !kinds.is_empty() {
                 kinds.sort();
                 kinds.dedup();
-                resync(&shared, &opts.config, &mut dumper, &kinds)?;
+                resync_retrying(&shared, &config, &mut dumper, &kinds);
             }
         }
     })

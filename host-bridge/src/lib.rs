@@ -12,19 +12,37 @@ pub mod dpu;
 pub mod fib_fw;
 pub mod firmware;
 pub mod kernel;
+pub mod metrics;
 pub mod mirror;
 pub mod netlink;
 pub mod notifier;
 pub mod qualified;
 pub mod status;
 
+pub use dpu_wire::logfmt;
+
 /// A plain log line on stderr.
 #[macro_export]
 macro_rules! log {
-    ($($a:tt)*) => {{
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        eprintln!("{}.{:03} host-bridge: {}", now.as_secs(), now.subsec_millis(), format_args!($($a)*));
-    }};
+    ($($a:tt)*) => { $crate::logfmt::line($crate::logfmt::Level::Info, format_args!($($a)*)) };
+}
+
+/// A line at WARN: something failed and is being handled.
+#[macro_export]
+macro_rules! warn {
+    ($($a:tt)*) => { $crate::logfmt::line($crate::logfmt::Level::Warn, format_args!($($a)*)) };
+}
+
+/// A line at ERROR: something failed that host-bridge cannot handle.
+#[macro_export]
+macro_rules! error {
+    ($($a:tt)*) => { $crate::logfmt::line($crate::logfmt::Level::Error, format_args!($($a)*)) };
+}
+
+/// A line at DEBUG, shown with `--log-level debug`.
+#[macro_export]
+macro_rules! debug {
+    ($($a:tt)*) => { $crate::logfmt::line($crate::logfmt::Level::Debug, format_args!($($a)*)) };
 }
 
 pub use agent_link::{AgentEvent, AgentLink, BatchResult, LinkError};

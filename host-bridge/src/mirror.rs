@@ -93,6 +93,8 @@ pub struct MirrorCounters {
     pub overflows: u64,
     pub sent: u64,
     pub refused: u64,
+    /// Refusals by the agent's answer (`Status as usize`).
+    pub refused_by: [u64; 6],
     pub retried: u64,
     /// tc filter events kept off the DPU (a key or action it has no field
     /// for); filters found so by a dump are logged, not counted.
@@ -106,6 +108,8 @@ pub struct MirrorCounters {
     /// Routes deleted at a link's down because every path died with it,
     /// as the kernel's fib_sync_down_dev does, with the taps attached.
     pub dead_routes: u64,
+    /// Dumps that failed and were tried again.
+    pub dump_errors: u64,
     /// Resyncs after the taps lost records.
     pub tap_loss_resyncs: u64,
     /// Read-backs of one device's FDB entries after it went down with the
@@ -142,6 +146,10 @@ pub struct Mirror {
     dep_waits: HashSet<Key>,
     /// Deletes queued for keys the DPU had refused: they free nothing.
     unheld_deletes: HashSet<Key>,
+    /// With `--metrics`: the latency from a kernel event to the DPU's
+    /// answer, and the start times of the last take's ops.
+    pub latency: Option<prometheus_client::metrics::histogram::Histogram>,
+    taken_since: Vec<u64>,
     /// Objects the DPU cannot represent exactly, kept off it, with the
     /// reason (see `Change::NotOffloaded`).
     pub not_offloaded: HashMap<Key, Box<str>>,
@@ -175,6 +183,9 @@ struct Pending {
     upsert: bool,
     in_ups: bool,
     in_downs: bool,
+    /// CLOCK_MONOTONIC ns of the first change the DPU has not answered
+    /// yet (0 without the latency histogram).
+    since: u64,
 }
 
 /// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
@@ -344,7 +355,10 @@ impl Mirror {
                 p.upsert = upsert;
                 p
             }
-            None => self.pending.entry(key).or_insert(Pending { upsert, in_ups: false, in_downs: false }),
+            None => {
+                let since = if self.latency.is_some() { crate::kernel::monotonic_ns() } else { 0 };
+                self.pending.entry(key).or_insert(Pending { upsert, in_ups: false, in_downs: false, since })
+            }
         };
         let queued = if upsert { &mut p.in_ups } else { &mut p.in_downs };
         if !*queued {
@@ -470,6 +484,7 @@ impl Mirror {
     /// Takes up to `max` pending updates, in dependency order.
     pub fn take(&mut self, max: usize) -> Vec<Op> {
         let mut out = Vec::new();
+        self.taken_since.clear();
         for r in LEAF_RANKS {
             self.drain(r, false, max, &mut out);
         }
@@ -496,11 +511,17 @@ impl Mirror {
             if p.upsert != upserts {
                 continue; // now of the other kind, queued there too
             }
+            let since = p.since;
             self.pending.remove(&k);
             if !upserts {
                 out.push(Op::Delete(k));
             } else if let Some(o) = self.get(&k) {
                 out.push(Op::Upsert(o));
+            } else {
+                continue;
+            }
+            if self.latency.is_some() {
+                self.taken_since.push(since);
             }
         }
     }
@@ -509,6 +530,17 @@ impl Mirror {
     /// freed, for [`Mirror::retry_refused`].
     pub fn results(&mut self, ops: &[Op], failures: &[(usize, Status, Option<Key>)]) -> Freed {
         self.counters.sent += ops.len() as u64;
+        // The DPU answered: from the kernel's event to here, for the ops
+        // of the last take (a snapshot's have no start time).
+        if let Some(h) = &self.latency {
+            if self.taken_since.len() == ops.len() {
+                let now = crate::kernel::monotonic_ns();
+                for &t in self.taken_since.iter().filter(|&&t| t > 0) {
+                    h.observe(now.saturating_sub(t) as f64 / 1e9);
+                }
+            }
+            self.taken_since.clear();
+        }
         let mut failed = HashSet::new();
         for &(i, status, _) in failures {
             if let Some(op) = ops.get(i) {
@@ -517,6 +549,7 @@ impl Mirror {
                 self.fw_answer(op, Some(status));
                 if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
+                    self.counters.refused_by[status as usize] += 1;
                     // Every refusal is in the status; the log gets the
                     // first and then every power of two.
                     if self.counters.refused.is_power_of_two() {

@@ -63,7 +63,26 @@ fn object_json(o: &Object, d: &DpuState) -> Option<Value> {
             "ifindex": l.ifindex, "name": l.name.as_str(), "kind": format!("{:?}", l.kind).to_lowercase(),
             "mtu": l.mtu, "up": l.admin_up, "master": l.master,
         }),
-        _ => return None,
+        Object::Address(a) => json!({
+            "dev": a.ifindex, "local": a.prefix.to_string(), "scope": a.scope,
+        }),
+        Object::Vlan(v) => json!({
+            "dev": v.ifindex, "vlan": v.vid_start, "vlan_end": v.vid_end, "pvid": v.pvid, "untagged": v.untagged,
+        }),
+        Object::Flow(f) => {
+            let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
+            if let Some(st) = d.stats.get(&StatKey::Flow(f.cookie)) {
+                v["packets"] = json!(st.packets);
+                v["bytes"] = json!(st.bytes);
+            }
+            v
+        }
+        Object::EcmpHash(h) => json!({
+            "ecmp_hash": format!("{:?}", h.family).to_lowercase(), "policy": h.policy, "fields": h.fields,
+        }),
+        Object::BridgeAgeing(a) => json!({ "bridge": a.ifindex, "ageing_cs": a.ageing_cs }),
+        Object::PortStp(p) => json!({ "port": p.ifindex, "stp_state": p.state }),
+        Object::Route(_) => return None,
     })
 }
 
@@ -152,8 +171,9 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
 }
 
 /// Writes the full status as one JSON object: the [`head`] fields, then
-/// "links", "routes" (sorted by table, destination, metric), "nexthops",
-/// "neighbours" and "fdb". The lists are streamed: only their keys are
+/// every mirrored kind: "links", "addresses", "routes" (sorted by table,
+/// destination, metric), "nexthops", "neighbours", "fdb", "vlans",
+/// "flows" (tc filters and the firmware's rules) and "settings". The lists are streamed: only their keys are
 /// collected, and objects are decoded and written [`CHUNK`] at a time,
 /// each chunk under its own hold of the mirror lock, so neither memory nor
 /// the lock scale with the mirror (a million routes cost their keys,
@@ -163,14 +183,19 @@ pub fn write_status(w: &mut impl Write, shared: &Shared, dpu: &Mutex<DpuState>) 
     let head = head(shared, dpu);
     let (mut links, mut routes, mut nexthops, mut neighbours, mut fdb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut addresses, mut vlans, mut flows, mut settings) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for k in shared.lock().keys() {
         match k {
             Key::Link(_) => links.push(*k),
+            Key::Address(_) => addresses.push(*k),
             Key::Route(_) => routes.push(*k),
             Key::Nexthop(_) | Key::NexthopGroup(_) => nexthops.push(*k),
             Key::Neighbour(_) => neighbours.push(*k),
             Key::Fdb(_) => fdb.push(*k),
-            _ => {}
+            Key::Vlan(_) => vlans.push(*k),
+            Key::Flow(_) => flows.push(*k),
+            Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => settings.push(*k),
         }
     }
     routes.sort_unstable_by_key(
@@ -188,10 +213,14 @@ pub fn write_status(w: &mut impl Write, shared: &Shared, dpu: &Mutex<DpuState>) 
     }
     for (name, keys) in [
         ("links", links),
+        ("addresses", addresses),
         ("routes", routes),
         ("nexthops", nexthops),
         ("neighbours", neighbours),
         ("fdb", fdb),
+        ("vlans", vlans),
+        ("flows", flows),
+        ("settings", settings),
     ] {
         write!(w, ",\"{name}\":[")?;
         let mut first = true;
@@ -367,18 +396,39 @@ fn wants_summary(c: &mut UnixStream) -> bool {
 pub fn serve(path: &Path, shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let l = UnixListener::bind(path)?;
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::spawn(move || {
         for mut c in l.incoming().flatten() {
-            let summary = wants_summary(&mut c);
-            let mut w = std::io::BufWriter::with_capacity(1 << 16, c);
-            let _ = if summary {
-                serde_json::to_writer(&mut w, &head(&shared, &dpu))
-                    .map_err(io::Error::from)
-                    .and_then(|_| w.flush())
-            } else {
-                write_status(&mut w, &shared, &dpu)
-            };
+            // Each client on its own thread, so that one that stops
+            // reading holds up nobody else; a client that reads nothing
+            // for WRITE_WAIT is dropped; at most CLIENTS at once.
+            if busy.load(std::sync::atomic::Ordering::Relaxed) >= CLIENTS {
+                let _ = c.write_all(b"{\"error\":\"busy: too many status clients\"}");
+                continue;
+            }
+            let _ = c.set_write_timeout(Some(WRITE_WAIT));
+            busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (shared, dpu, busy) = (shared.clone(), dpu.clone(), busy.clone());
+            std::thread::spawn(move || {
+                serve_one(c, &shared, &dpu);
+                busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            });
         }
     });
     Ok(())
+}
+
+/// Status clients served at once.
+const CLIENTS: usize = 16;
+/// How long a status client may leave a write unread.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn serve_one(mut c: UnixStream, shared: &Shared, dpu: &Mutex<DpuState>) {
+    let summary = wants_summary(&mut c);
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, c);
+    let _ = if summary {
+        serde_json::to_writer(&mut w, &head(shared, dpu)).map_err(io::Error::from).and_then(|_| w.flush())
+    } else {
+        write_status(&mut w, shared, dpu)
+    };
 }

@@ -66,6 +66,7 @@ struct Setup {
     bridge: Option<Proc>,
     rcvbuf: usize,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     agent_bin: &'static Path,
 }
 
@@ -81,6 +82,7 @@ impl Setup {
             bridge: None,
             rcvbuf,
             extra: vec![],
+            env: vec![],
             agent_bin: agent_bin(),
         }
     }
@@ -118,6 +120,7 @@ impl Setup {
             .args(["--status", &self.dir.join("status.sock").display().to_string()])
             .args(["--rcvbuf", &self.rcvbuf.to_string()])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn host-bridge");

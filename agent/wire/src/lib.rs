@@ -21,8 +21,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod crc32c;
 pub mod framing;
+pub mod logfmt;
 pub mod msg;
 pub mod objects;
 pub mod types;
@@ -38,7 +42,7 @@ pub use types::*;
 /// [`msg::ErrorCode::VersionMismatch`]. A `minor` bump may only append new
 /// enum variants (messages, objects, actions) at the end; a peer sends a
 /// variant only if the other side's `minor` announces it.
-pub const VERSION: Version = Version { major: 1, minor: 2 };
+pub const VERSION: Version = Version { major: 1, minor: 3 };
 
 /// Largest decoded frame payload (header, items and CRC) either side accepts.
 pub const MAX_FRAME: usize = 16 * 1024;

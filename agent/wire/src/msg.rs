@@ -224,6 +224,10 @@ pub enum AgentMsg {
     ResyncNeeded {
         reason: ResyncReason,
     },
+    /// Protocol 1.3: entries in use per hardware table, in the shape of the
+    /// hello's capacities (`ecmp_members` 0). Sent before each heartbeat
+    /// answer to a host of minor 3 or later.
+    Usage(Capacities),
 }
 
 /// Header of a frame from the agent.
