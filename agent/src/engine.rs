@@ -217,37 +217,28 @@ impl<H: Hal> Engine<H> {
 
     /// Capacities as announced in the hello.
     pub fn capacities(&self) -> Capacities {
-        let c = |t: TableId| self.t[t as usize].cap;
-        Capacities {
-            links: c(TableId::Port),
-            addresses: c(TableId::Addr),
-            routes_v4: c(TableId::Route4),
-            routes_v6: c(TableId::Route6),
-            nexthops: c(TableId::Nexthop),
-            nexthop_groups: c(TableId::Group),
-            ecmp_members: board::ECMP_MEMBERS,
-            neighbours: c(TableId::Neigh),
-            fdb: c(TableId::Fdb),
-            vlans: c(TableId::Vlan),
-            flows: c(TableId::Flow),
-        }
+        Self::per_table(|t| self.t[t as usize].cap, board::ECMP_MEMBERS)
     }
 
     /// Entries in use per table, in the shape of [`Engine::capacities`].
     pub fn usage(&self) -> Capacities {
-        let u = |t: TableId| self.used(t);
+        Self::per_table(|t| self.used(t), 0)
+    }
+
+    /// One number per table, in the hello's capacities' shape.
+    fn per_table(n: impl Fn(TableId) -> u32, ecmp_members: u32) -> Capacities {
         Capacities {
-            links: u(TableId::Port),
-            addresses: u(TableId::Addr),
-            routes_v4: u(TableId::Route4),
-            routes_v6: u(TableId::Route6),
-            nexthops: u(TableId::Nexthop),
-            nexthop_groups: u(TableId::Group),
-            ecmp_members: 0,
-            neighbours: u(TableId::Neigh),
-            fdb: u(TableId::Fdb),
-            vlans: u(TableId::Vlan),
-            flows: u(TableId::Flow),
+            links: n(TableId::Port),
+            addresses: n(TableId::Addr),
+            routes_v4: n(TableId::Route4),
+            routes_v6: n(TableId::Route6),
+            nexthops: n(TableId::Nexthop),
+            nexthop_groups: n(TableId::Group),
+            ecmp_members,
+            neighbours: n(TableId::Neigh),
+            fdb: n(TableId::Fdb),
+            vlans: n(TableId::Vlan),
+            flows: n(TableId::Flow),
         }
     }
 

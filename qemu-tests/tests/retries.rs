@@ -27,6 +27,17 @@ fn route(i: u32) -> Object {
     })
 }
 
+/// The engine's answers to `ops`, as the agent reports them: the refused.
+fn apply(e: &mut Engine<MmioHal>, ops: &[Op]) -> Vec<(usize, Status, Option<Key>)> {
+    ops.iter()
+        .enumerate()
+        .filter_map(|(i, op)| match e.apply(op) {
+            Status::Ok => None,
+            s => Some((i, s, None)),
+        })
+        .collect()
+}
+
 /// Sends everything pending, as dpu.rs does; returns the upserts sent.
 fn drain(m: &mut Mirror, e: &mut Engine<MmioHal>) -> u64 {
     let mut upserts = 0;
@@ -36,14 +47,7 @@ fn drain(m: &mut Mirror, e: &mut Engine<MmioHal>) -> u64 {
             return upserts;
         }
         upserts += ops.iter().filter(|o| matches!(o, Op::Upsert(_))).count() as u64;
-        let fails: Vec<(usize, Status, Option<Key>)> = ops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| match e.apply(op) {
-                Status::Ok => None,
-                s => Some((i, s, None)),
-            })
-            .collect();
+        let fails = apply(e, &ops);
         let freed = m.results(&ops, &fails);
         if !freed.is_empty() {
             m.retry_refused(&freed);
@@ -117,14 +121,7 @@ fn a_snapshot_into_a_full_table_of_stale_entries_gets_everything_in() {
     let mut refused = 0;
     for chunk in all.chunks(BATCH) {
         let ops = decode_chunk(chunk);
-        let fails: Vec<(usize, Status, Option<Key>)> = ops
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| match e.apply(op) {
-                Status::Ok => None,
-                s => Some((i, s, None)),
-            })
-            .collect();
+        let fails = apply(&mut e, &ops);
         refused += fails.len();
         let f = m.results(&ops, &fails);
         freed.deps |= f.deps;
