@@ -220,6 +220,16 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Bound here, in the netns host-bridge was started in: with --netns
+    // the scrapes come from the operator's side, not the mirrored one.
+    let metrics = match metrics.map(|a| (a, std::net::TcpListener::bind(a))) {
+        None => None,
+        Some((_, Ok(l))) => Some(l),
+        Some((a, Err(e))) => {
+            eprintln!("host-bridge: metrics on {a}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(ns) = &netns {
         if let Err(e) = enter_netns(ns) {
             eprintln!("host-bridge: netns {ns}: {e}");
@@ -238,11 +248,11 @@ fn run(a: RunArgs) -> ExitCode {
         eprintln!("host-bridge: status socket {}: {e}", status_path.display());
         return ExitCode::FAILURE;
     }
-    if let Some(addr) = metrics {
-        match host_bridge::metrics::serve(addr, shared.clone(), state.clone()) {
+    if let Some(l) = metrics {
+        match host_bridge::metrics::serve(l, shared.clone(), state.clone()) {
             Ok(a) => host_bridge::log!("metrics on http://{a}/metrics"),
             Err(e) => {
-                eprintln!("host-bridge: metrics on {addr}: {e}");
+                eprintln!("host-bridge: metrics: {e}");
                 return ExitCode::FAILURE;
             }
         }

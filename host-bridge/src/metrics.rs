@@ -262,8 +262,10 @@ pub fn render(r: &Registry) -> String {
 }
 
 /// Binds `addr` and serves `GET /metrics` on a thread of its own.
-pub fn serve(addr: SocketAddr, shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> io::Result<SocketAddr> {
-    let l = TcpListener::bind(addr)?;
+/// Serves scrapes on `l`, bound by the caller: `run --netns` binds it
+/// before entering the mirrored netns, so that the metrics are reached
+/// from where the daemon was started.
+pub fn serve(l: TcpListener, shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> io::Result<SocketAddr> {
     let bound = l.local_addr()?;
     let r = registry(shared, dpu);
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
@@ -295,7 +297,10 @@ fn answer(mut c: TcpStream, r: &Registry) -> io::Result<()> {
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let (status, ctype, body) = match (method, path) {
         (b"GET", b"/metrics") => {
-            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", render(r))
+            let t = std::time::Instant::now();
+            let body = render(r);
+            crate::debug!("metrics: {} bytes rendered in {} us", body.len(), t.elapsed().as_micros());
+            ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", body)
         }
         (b"GET", _) => ("404 Not Found", "text/plain", "only /metrics is here\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain", "GET /metrics\n".to_string()),

@@ -425,10 +425,16 @@ const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn serve_one(mut c: UnixStream, shared: &Shared, dpu: &Mutex<DpuState>) {
     let summary = wants_summary(&mut c);
+    let t = std::time::Instant::now();
     let mut w = std::io::BufWriter::with_capacity(1 << 16, c);
-    let _ = if summary {
+    let r = if summary {
         serde_json::to_writer(&mut w, &head(shared, dpu)).map_err(io::Error::from).and_then(|_| w.flush())
     } else {
         write_status(&mut w, shared, dpu)
     };
+    let what = if summary { "summary" } else { "full" };
+    match r {
+        Ok(()) => crate::debug!("status: {what} served in {} ms", t.elapsed().as_millis()),
+        Err(e) => crate::debug!("status: {what} not served: {e}"),
+    }
 }

@@ -114,7 +114,17 @@ impl Setup {
         self.bridge = None;
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("hb.log")).expect("log");
-        let c = Command::new(host_bridge_bin())
+        // Through sh when a watchdog is asked for: systemd sets
+        // WATCHDOG_PID to the service's pid, which only the exec'd shell
+        // knows here.
+        let mut c = if self.env.iter().any(|(k, _)| k == "WATCHDOG_USEC") {
+            let mut c = Command::new("sh");
+            c.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""]).arg(host_bridge_bin());
+            c
+        } else {
+            Command::new(host_bridge_bin())
+        };
+        let c = c
             .args(["run", "--netns", &self.ns.0])
             .args(["--agent", &self.dir.join("agent.sock").display().to_string()])
             .args(["--status", &self.dir.join("status.sock").display().to_string()])
@@ -479,5 +489,216 @@ fn nothing_is_approximated() {
     s.converge(20);
     let two = hw_routes(&s.hw()).into_iter().find(|r| r.1 == "10.105.0.0/16").expect("10.105.0.0/16");
     assert_eq!(two.4.len(), 2, "both paths again: {two:?}");
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+/// What an operator runs it with: systemd's notify protocol (ready after
+/// the first snapshot, watchdog pings), metrics scraped from the netns
+/// host-bridge was started in while it mirrors another, the status socket
+/// with a client that never reads, every kind in `status --json`,
+/// `status | head`, SIGHUP reloading the config (and keeping it when the
+/// new one is bad), and one log format on both sides.
+#[test]
+fn operations() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let mut s = Setup::new("ops", 32 << 20);
+    s.sh(TOPOLOGY);
+    let notify = s.dir.join("notify.sock");
+    let sd = UnixDatagram::bind(&notify).expect("notify socket");
+    sd.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+    let cfg = s.dir.join("hb.toml");
+    std::fs::write(&cfg, "[offload]\nlinks = [\"*\"]\n").expect("config");
+    s.env = vec![
+        ("NOTIFY_SOCKET".into(), notify.display().to_string()),
+        ("WATCHDOG_USEC".into(), "1000000".into()),
+    ];
+    s.extra = vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "--metrics".into(),
+        "127.0.0.1:0".into(),
+        "--log-level".into(),
+        "debug".into(),
+    ];
+    s.start_agent();
+    s.start_bridge();
+    // READY=1 once the DPU holds the first snapshot, then WATCHDOG=1.
+    let (mut ready, mut pings) = (false, 0);
+    let t = Instant::now();
+    while !ready || pings < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no READY=1 and two WATCHDOG=1 (ready {ready}, pings {pings})\n{}",
+            s.log("hb.log")
+        );
+        let mut b = [0u8; 4096];
+        if let Ok(n) = sd.recv(&mut b) {
+            let msg = String::from_utf8_lossy(&b[..n]).to_string();
+            if msg.lines().any(|l| l == "READY=1") {
+                assert!(s.log("hb.log").contains("snapshot 1:"), "READY before the first snapshot: {msg}");
+                ready = true;
+            }
+            if msg.lines().any(|l| l == "WATCHDOG=1") {
+                pings += 1;
+            }
+        }
+    }
+    s.converge(60);
+    // Metrics, from this netns: the listener was bound before host-bridge
+    // entered the mirrored one.
+    let addr = s
+        .log("hb.log")
+        .lines()
+        .find_map(|l| {
+            l.split("metrics on http://").nth(1).map(|a| a.trim_end_matches("/metrics").to_string())
+        })
+        .expect("metrics address in the log");
+    let scrape = || {
+        let mut c = std::net::TcpStream::connect(&addr).expect("connect metrics");
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+        let mut r = String::new();
+        c.read_to_string(&mut r).expect("response");
+        r
+    };
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+    };
+    // One kernel event after the snapshot: counted, and its latency to
+    // the DPU's answer in the histogram.
+    s.sh("ip route add 10.70.0.0/16 via 192.0.2.254");
+    let t = Instant::now();
+    loop {
+        // Read each time: link-local addresses (and their local routes)
+        // may still be arriving.
+        let hw = s.hw();
+        let m = scrape();
+        assert!(m.starts_with("HTTP/1.1 200"), "metrics answer: {m}");
+        assert!(m.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF: {m}");
+        let held = value(&m, "host_bridge_objects_held{kind=\"route\"}");
+        let r4 = value(&m, "dpu_table_entries{table=\"route4\"}");
+        let r6 = value(&m, "dpu_table_entries{table=\"route6\"}");
+        let want = hw.routes.len() as f64;
+        let connected = value(&m, "host_bridge_dpu_connected");
+        let hist = value(&m, "host_bridge_event_to_ack_seconds_count");
+        let events = value(&m, "host_bridge_events_total");
+        if held.is_some()
+            && r4.zip(r6).map(|(a, b)| a + b) == Some(want)
+            && connected == Some(1.0)
+            && hist.unwrap_or(0.0) >= 1.0
+            && events.unwrap_or(0.0) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "metrics do not show the DPU's {want} routes and the event (held {held:?}, route4 {r4:?}, route6 {r6:?}, connected {connected:?}, histogram {hist:?}, events {events:?}):\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // One status client that connects and never reads: others are served.
+    let status = s.dir.join("status.sock");
+    let mut stuck = UnixStream::connect(&status).expect("stuck client");
+    let _ = stuck.write_all(b"full\n");
+    let run = |args: &[&str]| {
+        let mut c = Command::new(host_bridge_bin())
+            .arg("status")
+            .args(["--status", &status.display().to_string()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("status");
+        let t = Instant::now();
+        while c.try_wait().expect("wait").is_none() {
+            assert!(t.elapsed() < Duration::from_secs(20), "status {args:?} blocked by a stuck client");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c.wait_with_output().expect("status output")
+    };
+    let out = run(&["--json"]);
+    assert!(out.status.success(), "status --json: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status json");
+    for kind in
+        ["links", "addresses", "routes", "nexthops", "neighbours", "fdb", "vlans", "flows", "settings"]
+    {
+        assert!(v[kind].is_array(), "status --json has no {kind:?} list: {}", v);
+    }
+    let addrs: BTreeSet<String> = v["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["local"].as_str().map(String::from))
+        .collect();
+    assert!(addrs.contains("192.0.2.1/24") && addrs.contains("2001:db8:2::1/64"), "addresses: {addrs:?}");
+    drop(stuck);
+    // `status --all | head -n 1`: the reader goes away, nothing panics.
+    let status_path = status.display().to_string();
+    let head = Command::new("sh")
+        .arg("-c")
+        .arg(format!("\"$0\" status --all --status {status_path} 2>{}/head.err | head -n 1", s.dir.display()))
+        .arg(host_bridge_bin())
+        .output()
+        .expect("status | head");
+    assert_eq!(String::from_utf8_lossy(&head.stdout).lines().count(), 1);
+    let err = s.log("head.err");
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "status | head: {err}");
+    // SIGHUP: table 100 is no longer offloaded; only the difference goes.
+    std::fs::write(&cfg, "[offload]\ntables = [254]\n").expect("config");
+    let pid = s.bridge.as_ref().map(|p| p.0.id()).expect("host-bridge running");
+    let hup = || {
+        let st = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("kill");
+        assert!(st.success());
+    };
+    hup();
+    let t = Instant::now();
+    loop {
+        let want: BTreeSet<RouteRow> = kernel_routes(&s.ns.0).into_iter().filter(|r| r.0 == 254).collect();
+        let got = hw_routes(&s.hw());
+        if got == want && s.log("hb.log").contains("reloaded:") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "SIGHUP did not apply tables = [254]:\nwant {want:#?}\ngot {got:#?}\n{}",
+            s.log("hb.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let before = hw_routes(&s.hw());
+    std::fs::write(&cfg, "[offload]\ntables = [\"x\"\n").expect("config");
+    hup();
+    let t = Instant::now();
+    while !s.log("hb.log").contains("not reloaded") {
+        assert!(t.elapsed() < Duration::from_secs(20), "a bad config is not reported:\n{}", s.log("hb.log"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(hw_routes(&s.hw()), before, "a bad config changed the DPU");
+    assert!(
+        s.bridge.as_mut().map(|p| p.0.try_wait().ok().flatten().is_none()) == Some(true),
+        "host-bridge exited"
+    );
+    // One log format: ISO UTC time with milliseconds, the level, the text.
+    for f in ["hb.log", "agent.log"] {
+        let log = s.log(f);
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "{f} is empty");
+        for l in &lines {
+            let b = l.as_bytes();
+            let iso = b.len() > 25
+                && b[4] == b'-'
+                && b[10] == b'T'
+                && b[19] == b'.'
+                && b[23] == b'Z'
+                && b[..4].iter().all(u8::is_ascii_digit);
+            let level =
+                l.get(25..).map(|r| ["ERROR ", "WARN ", "INFO ", "DEBUG "].iter().any(|p| r.starts_with(p)));
+            assert!(iso && level == Some(true), "{f}: not the shared log format: {l:?}");
+        }
+    }
+    assert!(s.log("hb.log").contains(" DEBUG "), "--log-level debug shows debug lines");
     let _ = std::fs::remove_dir_all(&s.dir);
 }

@@ -96,14 +96,17 @@ mod sink {
                 if self.0.len() + c.len_utf8() >= LINE_MAX {
                     break;
                 }
-                let _ = self.0.push(c);
+                // A multi-line message (a TOML parse error) stays one
+                // line: line breaks and other controls become spaces.
+                let _ = self.0.push(if c.is_control() { ' ' } else { c });
             }
             Ok(())
         }
     }
 
     /// Writes one line to stderr, if `level` is enabled: formatted into a
-    /// fixed buffer (a long message is cut) and written at once.
+    /// fixed buffer (a long message is cut, line breaks in it become
+    /// spaces) and written at once.
     pub fn line(level: Level, args: fmt::Arguments<'_>) {
         use std::io::Write as _;
         if !enabled(level) {
