@@ -6,14 +6,15 @@
 # modprobe --show-depends), bc and qemu-system-arm;
 # and what host-bridge's build needs: clang and libbpf's headers (the BPF
 # firmware is compiled in its build script), libelf, zlib and pkg-config
-# (libbpf-sys links libbpf statically against them).
+# (libbpf-sys links libbpf statically against them); systemd-analyze
+# checks the systemd units.
 # Idempotent; run as root (CI is root).
 set -euo pipefail
 
 need_apt=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
-for p in clang libbpf-dev libelf-dev zlib1g-dev pkg-config cpio kmod bc qemu-system-arm; do
+for p in clang libbpf-dev libelf-dev zlib1g-dev pkg-config cpio kmod bc qemu-system-arm systemd; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need_apt+=("$p")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

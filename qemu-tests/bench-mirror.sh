@@ -66,13 +66,22 @@ else
     hwfile=$work/hw
     dial=unix:$work/agent.sock
 fi
-target/release/host-bridge run --netns "$ns" --agent "$dial" --status "$work/status.sock" --rcvbuf $((256 << 20)) 2>"$work/hb.log" &
+target/release/host-bridge run --netns "$ns" --agent "$dial" --status "$work/status.sock" --rcvbuf $((256 << 20)) --metrics 127.0.0.1:0 2>"$work/hb.log" &
 hpid=$!; pids+=($hpid)
 for _ in $(seq 1200); do grep -q "snapshot 1:" "$work/hb.log" 2>/dev/null && break; sleep 0.05; done
 base4=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route4"{print $2}')
 base6=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route6"{print $2}')
 rss_idle=$(awk '/VmRSS/{print $2}' /proc/$hpid/status)
+# CPU time (user + system, clock ticks) of a process, from /proc.
+cpu() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+hcpu0=$(cpu "$hpid"); acpu0=$(cpu "$apid")
 echo "installing $n4 IPv4 + $n6 IPv6 routes with ip -batch..." >&2
+# HB_PERF=FILE: profile host-bridge during the install (perf record, flat).
+if [ -n "${HB_PERF:-}" ]; then
+    perf record -q -F 999 -p "$hpid" -o "$HB_PERF" 2>/dev/null &
+    perfpid=$!
+fi
 t0=$(date +%s.%N)
 ip -n "$ns" -batch "$work/batch"
 t1=$(date +%s.%N)
@@ -82,6 +91,8 @@ while :; do
     sleep 0.05
 done
 t2=$(date +%s.%N)
+hcpu1=$(cpu "$hpid"); acpu1=$(cpu "$apid")
+if [ -n "${HB_PERF:-}" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
 sleep 0.5
 hb_hwm=$(awk '/VmHWM/{print $2}' /proc/$hpid/status)
 ag_hwm=$(awk '/VmHWM/{print $2}' /proc/$apid/status)
@@ -99,6 +110,9 @@ print(f'ratio                   {(t2 - t0) / (t1 - t0):8.2f}  (target <= 1.2)')
 print(f'host-bridge peak RSS    {hb / 1024:8.1f} MiB, {(hb - idle) * 1024 / n:.0f} bytes/route above idle (target <= 200)')
 print(f'agent peak RSS          {ag / 1024:8.1f} MiB' + (' (the DPU VM: QEMU with 1 GiB of guest RAM)' if '$mode' == 'vm' else ''))
 print(f'wire bytes/route        {d[\"wire_bytes\"] / n:8.2f}  (all frames; target <= 24 per IPv4 update)')
+hc, ac = ($hcpu1 - $hcpu0) / $hz, ($acpu1 - $acpu0) / $hz
+print(f'host-bridge CPU         {hc:8.2f} s, {hc * 1e6 / n:.2f} us/route (user + system, /proc; target <= 2)')
+print(f'agent CPU               {ac:8.2f} s, {ac * 1e6 / n:.2f} us/route' + (' (the whole DPU VM: QEMU under TCG)' if '$mode' == 'vm' else ''))
 print(f'events                  {c[\"events\"]} ({c[\"events\"] / (t2 - t0):,.0f}/s), overflows {c[\"overflows\"]}, resyncs {c[\"resyncs\"]}, collapsed {c[\"collapsed\"]}')
 "
 # The status socket over the whole mirror: how long a full JSON status
@@ -108,3 +122,10 @@ target/release/host-bridge status --json --status "$work/status.sock" >"$work/st
 t4=$(date +%s.%N)
 hb_hwm2=$(awk '/VmHWM/{print $2}' /proc/$hpid/status)
 echo "status --json           $(echo "$t4 - $t3" | bc | cut -c1-5) s, $(( $(stat -c %s "$work/status.json") >> 20 )) MiB; host-bridge peak RSS after two status calls $((hb_hwm2 >> 10)) MiB"
+# A metrics scrape over the whole mirror: its wall time and size, and
+# host-bridge's CPU for it.
+maddr=$(sed -n 's|.*metrics on http://\([^/]*\)/metrics.*|\1|p' "$work/hb.log" | head -n 1)
+c0=$(cpu "$hpid"); t5=$(date +%s.%N)
+curl -s "http://$maddr/metrics" >"$work/metrics.txt"
+t6=$(date +%s.%N); c1=$(cpu "$hpid")
+echo "metrics scrape          $(echo "($t6 - $t5) * 1000" | bc | cut -d. -f1) ms, $(stat -c %s "$work/metrics.txt") bytes, host-bridge CPU $(( (c1 - c0) * 1000 / hz )) ms"

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The shared mirror and how its writers wake the agent session.
 pub struct Shared {
@@ -648,9 +648,19 @@ fn upserted(c: &Change, out: &mut Vec<Key>) {
 /// Netlink upserts of those keys ([`upserted`]) in the last
 /// [`RECENT`], by the time their message was read: a tap delete of the same
 /// key from before that time may be older or newer than the add.
+///
+/// Keys are kept as 64-bit fingerprints (16 bytes an entry instead of a
+/// 40-byte key and its time): during a route install every route of the
+/// last RECENT is here. A collision only makes a tap delete look raced,
+/// and that costs a re-dump, never a wrong mirror.
 struct Recent {
-    at: HashMap<Key, u64>,
+    at: crate::mirror::HashMap<u64, u64>,
     pruned: u64,
+}
+
+fn fingerprint(k: &Key) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6d69_7272_6f72).hash_one(k)
 }
 
 const RECENT: Duration = Duration::from_secs(10);
@@ -658,7 +668,7 @@ const RECENT: Duration = Duration::from_secs(10);
 impl Recent {
     fn note(&mut self, keys: &[Key], now: u64) {
         for k in keys {
-            self.at.insert(*k, now);
+            self.at.insert(fingerprint(k), now);
         }
         if now.saturating_sub(self.pruned) > RECENT.as_nanos() as u64 {
             let horizon = now.saturating_sub(RECENT.as_nanos() as u64);
@@ -669,7 +679,7 @@ impl Recent {
 
     /// Whether a delete at `ts` may predate a netlink add of `k`.
     fn raced(&self, k: &Key, ts: u64) -> bool {
-        self.at.get(k).is_some_and(|&t| t >= ts)
+        self.at.get(&fingerprint(k)).is_some_and(|&t| t >= ts)
     }
 }
 
@@ -767,6 +777,28 @@ fn resync_retrying(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[
 }
 
 /// Runs forever: initial sync, then events.
+/// Datagrams read under one hold of the mirror lock.
+const DRAIN: usize = 1024;
+/// In a burst, how long the kernel may queue events before they are read.
+const BURST_PAUSE: Duration = Duration::from_millis(1);
+
+/// The receive buffer overflowed: events were lost. The kernel reports an
+/// overflow once, then drops silently until the queue has been empty:
+/// the queue is drained first, so that a loss during the re-dump is
+/// reported again. What is drained is in the dump.
+fn overflowed(shared: &Shared, events: &Async<NlSocket>, buf: &mut [u8], redump: &mut Todo) {
+    shared.lock().counters.overflows += 1;
+    crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
+    loop {
+        match events.get_ref().recv(buf) {
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
+            Err(_) => break,
+        }
+    }
+    redump.extend(Kind::ALL);
+}
+
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let events = Async::new(NlSocket::open(&group::ALL, opts.rcvbuf)?)?;
     let mut dumper = NlSocket::open(&[], 0)?;
@@ -781,8 +813,9 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
     let mut taps = opts.taps.as_ref().map(|t| t.rx.clone());
     let reload = opts.reload.clone();
-    let mut recent = Recent { at: HashMap::new(), pruned: 0 };
+    let mut recent = Recent { at: Default::default(), pruned: 0 };
     let mut buf = vec![0u8; BUF];
+    let mut last_wake: Option<Instant> = None;
     smol::block_on(async {
         loop {
             let netlink = async { Wake::Netlink(events.read_with(|s| s.recv(&mut buf)).await) };
@@ -843,26 +876,53 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     }
                     shared.notify();
                 }
-                Wake::Netlink(Ok(n)) => {
+                Wake::Netlink(Ok(mut n)) => {
+                    // In a burst (this wake within BURST_PAUSE of the
+                    // previous one), let the kernel queue more first: one
+                    // wake, one hold of the lock and one bell then serve
+                    // dozens of events instead of one, at the cost of at
+                    // most BURST_PAUSE of latency, and only in bursts. A
+                    // lone event is taken at once.
+                    let at = Instant::now();
+                    if last_wake.is_some_and(|l| at.duration_since(l) < BURST_PAUSE) {
+                        std::thread::sleep(BURST_PAUSE);
+                    }
+                    last_wake = Some(at);
                     let now = monotonic_ns();
                     let mut bad = Vec::new();
                     let mut keys = Vec::new();
+                    let mut failed = None;
                     {
                         let mut m = shared.lock();
-                        for msg in messages(&buf[..n]) {
-                            let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
-                            m.counters.events += 1;
-                            match convert(msg.kind, msg.payload) {
-                                Ok(c) => {
-                                    if taps.is_some() {
-                                        upserted(&c, &mut keys);
+                        // What the socket holds, up to DRAIN datagrams,
+                        // under one hold of the lock.
+                        for more in (0..DRAIN).rev() {
+                            for msg in messages(&buf[..n]) {
+                                let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
+                                m.counters.events += 1;
+                                match convert(msg.kind, msg.payload) {
+                                    Ok(c) => {
+                                        if taps.is_some() {
+                                            upserted(&c, &mut keys);
+                                        }
+                                        apply(&mut m, cx, c, &mut redump)
                                     }
-                                    apply(&mut m, cx, c, &mut redump)
+                                    Err(e) => {
+                                        m.counters.parse_errors += 1;
+                                        crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
+                                        bad.push(kind);
+                                    }
                                 }
+                            }
+                            if more == 0 {
+                                break;
+                            }
+                            match events.get_ref().recv(&mut buf) {
+                                Ok(k) => n = k,
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                                 Err(e) => {
-                                    m.counters.parse_errors += 1;
-                                    crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
-                                    bad.push(kind);
+                                    failed = Some(e);
+                                    break;
                                 }
                             }
                         }
@@ -875,22 +935,16 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                         shared.lock().counters.redumps += 1;
                     }
                     redump.extend(bad);
+                    match failed {
+                        Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                            overflowed(&shared, &events, &mut buf, &mut redump)
+                        }
+                        Some(e) => return Err(e),
+                        None => {}
+                    }
                 }
                 Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                    shared.lock().counters.overflows += 1;
-                    crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
-                    // The kernel reports an overflow once, then drops
-                    // silently until the queue has been empty: drain it
-                    // first, so that a loss during the re-dump is reported
-                    // again. What is drained is in the dump.
-                    loop {
-                        match events.get_ref().recv(&mut buf) {
-                            Ok(_) => continue,
-                            Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
-                            Err(_) => break,
-                        }
-                    }
-                    redump.extend(Kind::ALL);
+                    overflowed(&shared, &events, &mut buf, &mut redump)
                 }
                 Wake::Netlink(Err(e)) => return Err(e),
             }

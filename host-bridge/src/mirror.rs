@@ -14,7 +14,14 @@
 
 use crate::netlink::Kind;
 use dpu_wire::{Key, Object, Op, RouteKey, RouteNexthops, RouteType, Status};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+/// The mirror's maps hash with foldhash, not SipHash: the keys come from
+/// this host's own kernel, so HashDoS resistance buys nothing, and
+/// SipHash was the largest single user-space cost per route (profiled
+/// with qemu-tests/bench-mirror.sh, HB_PERF). Random seeds still.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 const RANKS: usize = 10;
 
@@ -253,8 +260,8 @@ impl Mirror {
     /// Keeps the DPU's answer for every route from now on, for the kernel's
     /// route offload flags.
     pub fn track_fib_flags(&mut self) {
-        self.fib_hw.get_or_insert_with(HashMap::new);
-        self.nh_hw.get_or_insert_with(HashMap::new);
+        self.fib_hw.get_or_insert_with(HashMap::default);
+        self.nh_hw.get_or_insert_with(HashMap::default);
     }
 
     /// The offload flags the DPU's answer gives a nexthop object, if it
@@ -541,7 +548,7 @@ impl Mirror {
             }
             self.taken_since.clear();
         }
-        let mut failed = HashSet::new();
+        let mut failed = HashSet::default();
         for &(i, status, _) in failures {
             if let Some(op) = ops.get(i) {
                 let k = op.key();

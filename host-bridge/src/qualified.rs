@@ -19,9 +19,9 @@
 //!                 plain routes of a trapped prefix ─▶ Quals::hidden
 //! ```
 
+use crate::mirror::HashMap;
 use crate::netlink::convert::QualKey;
 use dpu_wire::{Family, Ip, Key, Object, Prefix, Route, RouteKey, RouteNexthops, RouteType};
-use std::collections::HashMap;
 
 /// The paths of one qualified route: (ifindex, gateway).
 pub type QualPaths = Vec<(u32, Option<Ip>)>;
