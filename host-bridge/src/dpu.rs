@@ -63,6 +63,8 @@ const PRUNE: Duration = Duration::from_secs(10);
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
+/// Least time between two batches in a burst.
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
 
 /// How long the agent has to answer the hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -206,12 +208,22 @@ fn synced(
     // stats go to the firmware's map within the agent's interval.
     let mut last_tx = Instant::now();
     let mut pruned = Instant::now();
+    let mut last_batch: Option<Instant> = None;
     let resync: LinkError = 'updates: loop {
+        // In a burst (the last batch went less than BATCH_PAUSE ago), let
+        // updates gather first: fewer, fuller batches, each one round
+        // trip to the agent, for at most BATCH_PAUSE of latency, and only
+        // in bursts.
+        if let Some(left) = last_batch.and_then(|t| BATCH_PAUSE.checked_sub(t.elapsed())) {
+            std::thread::sleep(left);
+        }
         shared.quiet();
         let ops = shared.lock().take(BATCH);
+        last_batch = None;
         if !ops.is_empty() {
             let r = link.apply(&ops)?;
             last_tx = Instant::now();
+            last_batch = Some(last_tx);
             let mut m = shared.lock();
             let freed = m.results(&ops, &r.failures);
             if !freed.is_empty() {

@@ -356,15 +356,16 @@ impl Mirror {
     }
 
     fn mark(&mut self, key: Key, upsert: bool) {
-        let p = match self.pending.get_mut(&key) {
-            Some(p) => {
+        let p = match self.pending.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
                 self.counters.collapsed += 1;
+                let p = e.into_mut();
                 p.upsert = upsert;
                 p
             }
-            None => {
+            std::collections::hash_map::Entry::Vacant(e) => {
                 let since = if self.latency.is_some() { crate::kernel::monotonic_ns() } else { 0 };
-                self.pending.entry(key).or_insert(Pending { upsert, in_ups: false, in_downs: false, since })
+                e.insert(Pending { upsert, in_ups: false, in_downs: false, since })
             }
         };
         let queued = if upsert { &mut p.in_ups } else { &mut p.in_downs };
@@ -384,10 +385,34 @@ impl Mirror {
         if !self.unheld_deletes.is_empty() {
             self.unheld_deletes.remove(&key);
         }
-        let Ok(bytes) = postcard::to_allocvec(&o) else { return };
-        if self.shadow.get(&key).is_some_and(|b| **b == *bytes) {
-            return;
-        }
+        // Encoded on the stack (a route is about 16 bytes; only a wide
+        // multipath route needs the heap), and the key hashed once for
+        // the compare and the insert: this is the per-event hot path.
+        let mut stack = [0u8; 256];
+        let heap;
+        let bytes: &[u8] = match postcard::to_slice(&o, &mut stack) {
+            Ok(b) => b,
+            Err(_) => match postcard::to_allocvec(&o) {
+                Ok(v) => {
+                    heap = v;
+                    &heap
+                }
+                Err(_) => return,
+            },
+        };
+        let added = match self.shadow.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if **e.get() == *bytes {
+                    return;
+                }
+                e.insert(bytes.into());
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(bytes.into());
+                true
+            }
+        };
         self.counters.changes += 1;
         if let (Key::Route(k), Some(h)) = (&key, &mut self.fib_hw) {
             h.remove(k);
@@ -395,7 +420,7 @@ impl Mirror {
         if let (Key::Nexthop(id) | Key::NexthopGroup(id), Some(h)) = (&key, &mut self.nh_hw) {
             h.remove(id);
         }
-        if self.shadow.insert(key, bytes.into_boxed_slice()).is_none() {
+        if added {
             if let Some(k) = Kind::of_key(&key) {
                 self.counts[k as usize] += 1;
             }
