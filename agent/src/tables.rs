@@ -71,26 +71,16 @@ impl Bits {
     }
 }
 
-/// Byte ranges of an entry that make up its key; `usize::MAX` means "to
-/// the end of the entry".
-pub type KeyRanges = &'static [(usize, usize)];
+/// Byte ranges of an entry that make up its key: defined in the layout
+/// (`dpu_hw::layout`), beside each entry's encoding.
+pub use dpu_hw::layout::KeyRanges;
 
 pub fn key_ranges(t: TableId) -> KeyRanges {
-    match t {
-        TableId::Port => &[(4, 8)],
-        TableId::Addr => &[(1, 3), (4, 24)],
-        TableId::Route4 | TableId::Route6 => &[(1, 3), (8, 16), (20, 36)],
-        TableId::Nexthop | TableId::Group => &[(4, 8)],
-        TableId::Neigh => &[(1, 2), (4, 8), (16, 32)],
-        TableId::Fdb => &[(2, 8), (12, 18)],
-        TableId::Vlan => &[(2, 8)],
-        TableId::Flow => &[(16, 24)],
-        TableId::Switch => &[(1, 8)],
-    }
+    t.key_ranges()
 }
 
 /// Key of an agent-created nexthop or group (id 0): its whole content.
-pub const CONTENT: KeyRanges = &[(1, usize::MAX)];
+pub const CONTENT: KeyRanges = dpu_hw::layout::CONTENT_KEY;
 
 /// A keyed view over one hardware table.
 pub struct KeyIndex {

@@ -61,6 +61,23 @@ pub enum TableId {
 }
 
 impl TableId {
+    /// The byte ranges of this table's entries that make up their key:
+    /// each entry type's `KEY`, next to its `encode`, the one place the
+    /// layout is written down (the agent's key index uses these).
+    pub fn key_ranges(self) -> KeyRanges {
+        match self {
+            TableId::Port => PortEntry::KEY,
+            TableId::Addr => AddrEntry::KEY,
+            TableId::Route4 | TableId::Route6 => RouteEntry::KEY,
+            TableId::Nexthop => NexthopEntry::KEY,
+            TableId::Group => GroupEntry::KEY,
+            TableId::Neigh => NeighEntry::KEY,
+            TableId::Fdb => FdbEntry::KEY,
+            TableId::Vlan => VlanEntry::KEY,
+            TableId::Flow => FlowEntry::KEY,
+            TableId::Switch => SwitchEntry::KEY,
+        }
+    }
     pub const ALL: [TableId; 11] = [
         TableId::Port,
         TableId::Addr,
@@ -227,6 +244,14 @@ fn get_ip(b: &[u8], fam_off: usize, ip_off: usize) -> Option<Ip> {
     family_from_code(b[fam_off]).map(|f| Ip::from_bytes16(f, &get16b(b, ip_off)))
 }
 
+/// Byte ranges `[start, end)` of an entry that make up its key;
+/// `usize::MAX` as an end means "to the end of the entry".
+pub type KeyRanges = &'static [(usize, usize)];
+
+/// The key of an agent-created nexthop or group (id 0): its whole content
+/// after the flags byte.
+pub const CONTENT_KEY: KeyRanges = &[(1, usize::MAX)];
+
 /// Port (interface) entry, 64 bytes.
 /// `0 flags | 1 kind | 2 state | 4 ifindex | 8 mtu | 12 master | 16 parent |
 /// 20 vni | 24 vlan | 26 mac[6] | 32 name[16]`;
@@ -256,6 +281,8 @@ pub mod port_kind {
 }
 
 impl PortEntry {
+    /// The entry's key: the ifindex.
+    pub const KEY: KeyRanges = &[(4, 8)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         b[1] = self.kind;
@@ -322,6 +349,8 @@ pub mod switch_kind {
 }
 
 impl SwitchEntry {
+    /// The entry's key: kind, family, ifindex.
+    pub const KEY: KeyRanges = &[(1, 8)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         b[1] = self.kind;
@@ -346,6 +375,8 @@ pub struct AddrEntry {
 }
 
 impl AddrEntry {
+    /// The entry's key: family, plen, ifindex, address.
+    pub const KEY: KeyRanges = &[(1, 3), (4, 24)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put_ip(b, 1, 8, Some(self.addr));
@@ -392,6 +423,8 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
+    /// The entry's key: family, plen, table, metric, destination.
+    pub const KEY: KeyRanges = &[(1, 3), (8, 16), (20, 36)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put_ip(b, 1, 20, Some(self.dst));
@@ -434,6 +467,9 @@ pub struct NexthopEntry {
 }
 
 impl NexthopEntry {
+    /// The entry's key: the id (an agent-created one, id 0, is keyed by
+    /// its whole content: [`CONTENT_KEY`]).
+    pub const KEY: KeyRanges = &[(4, 8)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put_ip(b, 1, 12, self.gateway);
@@ -469,6 +505,8 @@ pub struct GroupEntry {
 }
 
 impl GroupEntry {
+    /// The entry's key: the id (id 0: [`CONTENT_KEY`]).
+    pub const KEY: KeyRanges = &[(4, 8)];
     pub fn encode(&self, b: &mut [u8]) {
         Self::encode_members(self.id, self.resilient, self.members.iter().copied(), b)
     }
@@ -536,6 +574,8 @@ pub struct NeighEntry {
 }
 
 impl NeighEntry {
+    /// The entry's key: family, ifindex, IP.
+    pub const KEY: KeyRanges = &[(1, 2), (4, 8), (16, 32)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put_ip(b, 1, 16, Some(self.ip));
@@ -570,6 +610,8 @@ pub struct FdbEntry {
 }
 
 impl FdbEntry {
+    /// The entry's key: VLAN, ifindex, MAC.
+    pub const KEY: KeyRanges = &[(2, 8), (12, 18)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         b[1] = self.is_static as u8 | (self.vni.is_some() as u8) << 1;
@@ -604,6 +646,8 @@ pub struct VlanEntry {
 }
 
 impl VlanEntry {
+    /// The entry's key: VLAN, ifindex.
+    pub const KEY: KeyRanges = &[(2, 8)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         b[1] = self.pvid as u8 | (self.untagged as u8) << 1;
@@ -711,6 +755,8 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// The entry's key: the cookie.
+    pub const KEY: KeyRanges = &[(16, 24)];
     pub fn encode(&self, b: &mut [u8]) {
         Self::encode_parts(
             (self.cookie, self.ifindex, self.chain, self.prio),
@@ -776,6 +822,201 @@ impl FlowEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key bytes of an encoded entry, by `ranges`.
+    fn key_of(size: usize, ranges: KeyRanges, encode: impl Fn(&mut [u8])) -> Vec<u8> {
+        let mut b = vec![0u8; size];
+        encode(&mut b);
+        ranges.iter().flat_map(|&(a, z)| b[a..z.min(size)].to_vec()).collect()
+    }
+
+    /// A field change: its name, whether the field is in the key, the change.
+    type Case<E> = (&'static str, bool, fn(&mut E));
+
+    /// Each entry's `KEY` against its `encode`: changing a field the key
+    /// is made of changes the key bytes, changing any other field does not.
+    /// (A field moved in `encode` without its `KEY` fails here.)
+    fn check<E: Clone>(size: usize, ranges: KeyRanges, base: E, enc: fn(&E, &mut [u8]), cases: &[Case<E>]) {
+        let k0 = key_of(size, ranges, |b| enc(&base, b));
+        for (name, in_key, change) in cases {
+            let mut e = base.clone();
+            change(&mut e);
+            let k = key_of(size, ranges, |b| enc(&e, b));
+            assert_eq!(k != k0, *in_key, "{name}: in the key is {in_key}, the key bytes say otherwise");
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_encoding() {
+        let v4 = Ip::V4([10, 0, 0, 0]);
+        let route = RouteEntry {
+            table: 254,
+            dst: v4,
+            plen: 8,
+            metric: 1,
+            rtype: 1,
+            proto: 4,
+            scope: 0,
+            action: 1,
+            action_index: 7,
+        };
+        check(
+            40,
+            RouteEntry::KEY,
+            route,
+            RouteEntry::encode,
+            &[
+                ("table", true, |e| e.table = 100),
+                ("dst", true, |e| e.dst = Ip::V4([10, 1, 0, 0])),
+                ("family", true, |e| e.dst = Ip::V6([0; 16])),
+                ("plen", true, |e| e.plen = 16),
+                ("metric", true, |e| e.metric = 2),
+                ("type", false, |e| e.rtype = 2),
+                ("proto", false, |e| e.proto = 9),
+                ("scope", false, |e| e.scope = 253),
+                ("action", false, |e| e.action = 2),
+                ("action index", false, |e| e.action_index = 8),
+            ],
+        );
+        let neigh = NeighEntry { ifindex: 3, ip: v4, mac: Some(Mac([2; 6])), state: 2, router: false };
+        check(
+            32,
+            NeighEntry::KEY,
+            neigh,
+            NeighEntry::encode,
+            &[
+                ("ifindex", true, |e| e.ifindex = 4),
+                ("ip", true, |e| e.ip = Ip::V4([10, 0, 0, 1])),
+                ("family", true, |e| e.ip = Ip::V6([0; 16])),
+                ("mac", false, |e| e.mac = Some(Mac([3; 6]))),
+                ("state", false, |e| e.state = 4),
+                ("router", false, |e| e.router = true),
+            ],
+        );
+        let fdb = FdbEntry {
+            ifindex: 3,
+            mac: Mac([2; 6]),
+            vid: 10,
+            master: 9,
+            is_static: false,
+            remote: None,
+            vni: None,
+        };
+        check(
+            40,
+            FdbEntry::KEY,
+            fdb,
+            FdbEntry::encode,
+            &[
+                ("ifindex", true, |e| e.ifindex = 4),
+                ("mac", true, |e| e.mac = Mac([3; 6])),
+                ("vid", true, |e| e.vid = 11),
+                ("master", false, |e| e.master = 8),
+                ("static", false, |e| e.is_static = true),
+                ("remote", false, |e| e.remote = Some(Ip::V4([192, 0, 2, 1]))),
+                ("vni", false, |e| e.vni = Some(5)),
+            ],
+        );
+        let addr = AddrEntry { ifindex: 3, addr: v4, plen: 24, scope: 0 };
+        check(
+            32,
+            AddrEntry::KEY,
+            addr,
+            AddrEntry::encode,
+            &[
+                ("ifindex", true, |e| e.ifindex = 4),
+                ("addr", true, |e| e.addr = Ip::V4([10, 0, 0, 2])),
+                ("plen", true, |e| e.plen = 25),
+                ("scope", false, |e| e.scope = 253),
+            ],
+        );
+        let vlan = VlanEntry { ifindex: 3, vid: 10, pvid: false, untagged: false };
+        check(
+            8,
+            VlanEntry::KEY,
+            vlan,
+            VlanEntry::encode,
+            &[
+                ("ifindex", true, |e| e.ifindex = 4),
+                ("vid", true, |e| e.vid = 11),
+                ("pvid", false, |e| e.pvid = true),
+                ("untagged", false, |e| e.untagged = true),
+            ],
+        );
+        let sw = SwitchEntry { kind: 1, family: 4, ifindex: 0, value: 1, value2: 0 };
+        check(
+            16,
+            SwitchEntry::KEY,
+            sw,
+            SwitchEntry::encode,
+            &[
+                ("kind", true, |e| e.kind = 2),
+                ("family", true, |e| e.family = 6),
+                ("ifindex", true, |e| e.ifindex = 5),
+                ("value", false, |e| e.value = 2),
+                ("value2", false, |e| e.value2 = 3),
+            ],
+        );
+        let port = PortEntry { ifindex: 3, mtu: 1500, ..Default::default() };
+        check(
+            64,
+            PortEntry::KEY,
+            port,
+            PortEntry::encode,
+            &[
+                ("ifindex", true, |e| e.ifindex = 4),
+                ("mtu", false, |e| e.mtu = 9000),
+                ("master", false, |e| e.master = 7),
+                ("up", false, |e| e.admin_up = true),
+                ("mac", false, |e| e.mac = Some(Mac([2; 6]))),
+            ],
+        );
+        let nh = NexthopEntry {
+            id: 5,
+            ifindex: 3,
+            gateway: Some(v4),
+            onlink: false,
+            blackhole: false,
+            fdb: false,
+        };
+        check(
+            32,
+            NexthopEntry::KEY,
+            nh,
+            NexthopEntry::encode,
+            &[
+                ("id", true, |e| e.id = 6),
+                ("ifindex", false, |e| e.ifindex = 4),
+                ("gateway", false, |e| e.gateway = Some(Ip::V4([10, 0, 0, 9]))),
+                ("blackhole", false, |e| e.blackhole = true),
+            ],
+        );
+        let group = GroupEntry { id: 5, resilient: false, members: vec![(1, 1), (2, 3)] };
+        check(
+            GROUP_HDR + 4 * GROUP_MEMBER,
+            GroupEntry::KEY,
+            group,
+            GroupEntry::encode,
+            &[
+                ("id", true, |e| e.id = 6),
+                ("members", false, |e| e.members = vec![(1, 2)]),
+                ("resilient", false, |e| e.resilient = true),
+            ],
+        );
+        let flow = FlowEntry { cookie: 9, ifindex: 3, chain: 0, prio: 1, ..Default::default() };
+        check(
+            208,
+            FlowEntry::KEY,
+            flow,
+            FlowEntry::encode,
+            &[
+                ("cookie", true, |e| e.cookie = 10),
+                ("ifindex", false, |e| e.ifindex = 4),
+                ("prio", false, |e| e.prio = 2),
+                ("chain", false, |e| e.chain = 1),
+            ],
+        );
+    }
 
     #[test]
     fn layout_is_aligned_and_disjoint() {
