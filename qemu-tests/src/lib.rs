@@ -37,6 +37,21 @@ pub fn workspace_root() -> PathBuf {
 
 /// The aarch64 agent binary: `DPU_AGENT_BIN` if set, else built once per
 /// test binary with `cross/build-agent.sh qemu-virt`.
+/// host-bridge's debug binary, built once per test process.
+pub fn host_bridge_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let st = Command::new("cargo")
+            .args(["build", "--quiet", "-p", "host-bridge", "--bin", "host-bridge"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build host-bridge");
+        assert!(st.success(), "building host-bridge failed");
+        root.join("target/debug/host-bridge")
+    })
+}
+
 pub fn agent_bin() -> &'static Path {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match BIN.get_or_init(|| build_agent("qemu-virt")) {

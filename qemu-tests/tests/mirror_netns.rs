@@ -9,27 +9,12 @@
 use dpu_hw::reader;
 use dpu_hw::Region;
 use qemu_tests::kernel_view::*;
-use qemu_tests::{agent_bin, big_agent_bin, workspace_root, QEMU};
+use qemu_tests::{agent_bin, big_agent_bin, host_bridge_bin, QEMU};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn host_bridge_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = workspace_root();
-        let st = Command::new("cargo")
-            .args(["build", "--quiet", "-p", "host-bridge", "--bin", "host-bridge"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo build host-bridge");
-        assert!(st.success(), "building host-bridge failed");
-        root.join("target/debug/host-bridge")
-    })
-}
 
 struct Netns(String);
 

@@ -3,20 +3,9 @@
 //! `ExecStart=` pointed at the binaries this workspace builds; and the
 //! options they pass are ones the binaries take.
 
-use qemu_tests::{agent_bin, workspace_root};
+use qemu_tests::{agent_bin, host_bridge_bin, workspace_root};
 use std::path::Path;
 use std::process::Command;
-
-fn host_bridge_bin() -> std::path::PathBuf {
-    let root = workspace_root();
-    let st = Command::new("cargo")
-        .args(["build", "--quiet", "-p", "host-bridge", "--bin", "host-bridge"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo build host-bridge");
-    assert!(st.success(), "building host-bridge failed");
-    root.join("target/debug/host-bridge")
-}
 
 /// Copies `unit` into `dir` with `from` replaced by `to`, and returns
 /// the copy's text.
@@ -36,7 +25,7 @@ fn systemd_units_verify() {
     std::fs::create_dir_all(&dir).expect("dir");
     let hb = host_bridge_bin();
     let hb_unit =
-        rewrite(&root.join("host-bridge/systemd/host-bridge.service"), &dir, "/usr/bin/host-bridge", &hb);
+        rewrite(&root.join("host-bridge/systemd/host-bridge.service"), &dir, "/usr/bin/host-bridge", hb);
     let ag_unit =
         rewrite(&root.join("agent/systemd/dpu-agent.service"), &dir, "/usr/sbin/dpu-agent", agent_bin());
     for want in ["Type=notify", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID"] {
@@ -55,7 +44,7 @@ fn systemd_units_verify() {
     let exec =
         hb_unit.lines().find_map(|l| l.strip_prefix("ExecStart=/usr/bin/host-bridge ")).expect("ExecStart");
     let args: Vec<&str> = exec.split_whitespace().filter(|a| !a.starts_with('$')).collect();
-    let out = Command::new(&hb).args(&args).arg("--help").output().expect("host-bridge");
+    let out = Command::new(hb).args(&args).arg("--help").output().expect("host-bridge");
     assert!(out.status.success(), "host-bridge {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     assert!(ag_unit.contains("ExecStart=/usr/sbin/dpu-agent $DPU_AGENT_ARGS"));
     let _ = std::fs::remove_dir_all(&dir);
