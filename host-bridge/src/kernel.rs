@@ -816,6 +816,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let mut recent = Recent { at: Default::default(), pruned: 0 };
     let mut buf = vec![0u8; BUF];
     let mut last_wake: Option<Instant> = None;
+    let mut behind = false;
     smol::block_on(async {
         loop {
             let netlink = async { Wake::Netlink(events.read_with(|s| s.recv(&mut buf)).await) };
@@ -883,12 +884,12 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     // dozens of events instead of one, at the cost of at
                     // most BURST_PAUSE of latency, and only in bursts. A
                     // lone event is taken at once.
-                    let at = Instant::now();
-                    if last_wake.is_some_and(|l| at.duration_since(l) < BURST_PAUSE) {
+                    // Not when the last drain stopped at DRAIN: then the
+                    // socket is full already and a pause only risks ENOBUFS.
+                    if !behind && last_wake.is_some_and(|l| l.elapsed() < BURST_PAUSE) {
                         std::thread::sleep(BURST_PAUSE);
                     }
-                    last_wake = Some(at);
-                    let now = monotonic_ns();
+                    behind = true;
                     let mut bad = Vec::new();
                     let mut keys = Vec::new();
                     let mut failed = None;
@@ -919,7 +920,15 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             }
                             match events.get_ref().recv(&mut buf) {
                                 Ok(k) => n = k,
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                                    ) =>
+                                {
+                                    behind = false;
+                                    break;
+                                }
                                 Err(e) => {
                                     failed = Some(e);
                                     break;
@@ -927,8 +936,12 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             }
                         }
                     }
+                    last_wake = Some(Instant::now());
                     if taps.is_some() {
-                        recent.note(&keys, now);
+                        // Read after the drain: no add is noted as older
+                        // than its read (a tap delete between the two
+                        // would otherwise look newer than the add).
+                        recent.note(&keys, monotonic_ns());
                     }
                     shared.notify();
                     if !redump.kinds.is_empty() {
