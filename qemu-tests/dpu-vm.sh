@@ -82,7 +82,9 @@ if [ $vsock = 1 ]; then
 	vsock_sock=$run/vhost-vsock.sock
 fi
 [ -z "$vsock_sock" ] || machine=virt,memory-backend=mem
-args=(-M "$machine" -cpu cortex-a57 -smp "$cpus" -m "$memory" -display none -no-reboot
+# -nic none: the board has no network card of its own (the virt machine
+# would add a virtio-net one, whose option ROM a minimal qemu install lacks).
+args=(-M "$machine" -cpu cortex-a57 -smp "$cpus" -m "$memory" -display none -nic none -no-reboot
 	-kernel "$img/Image.gz" -initrd "$img/initramfs.cpio.gz"
 	-append "$(cat "$img/cmdline") $append"
 	-object "memory-backend-file,id=hwmem,mem-path=$run/board.mem,size=${size_mib}M,share=on"
