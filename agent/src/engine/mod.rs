@@ -10,7 +10,6 @@
 //!
 //! Snapshots are mark-and-sweep: between begin and end every upsert marks
 //! its slot; at the end every unmarked object is removed, dependants first.
-
 //!
 //! One module per object kind, the netdevsim way: the kinds that are one
 //! entry with no references (links, addresses, neighbours, FDB, flows,
