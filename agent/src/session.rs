@@ -33,7 +33,8 @@ pub const MAX_OUT_PER_PUMP: usize =
     Agent::<dpu_hw::MmioHal>::STATS_BUDGET as usize * MAX_STAT_ENTRY * 2 + 2 * MAX_ENCODED_FRAME;
 
 /// Upper bound of one encoded [`StatEntry`] item, with margin: an IPv6
-/// route key (tags, table, 16-byte address, length, metric: 29 bytes), five
+/// route key (tags, table, 16-byte address, length, metric, ifindex: 34
+/// bytes), five
 /// varint counters (45) and the item's framing.
 pub const MAX_STAT_ENTRY: usize = 96;
 
@@ -98,8 +99,6 @@ pub struct Agent<H: Hal> {
     tx: Tx,
     failures: Vec<Failure>,
     hello: bool,
-    /// The host's protocol minor, from its hello.
-    host_minor: u16,
     expect_seq: u32,
     snapshot: Option<u32>,
     resync_pending: bool,
@@ -122,7 +121,6 @@ impl<H: Hal> Agent<H> {
             },
             failures: Vec::with_capacity(MAX_OPS_PER_FRAME),
             hello: false,
-            host_minor: 0,
             expect_seq: 0,
             snapshot: None,
             resync_pending: false,
@@ -257,9 +255,7 @@ impl<H: Hal> Agent<H> {
             }
             HostMsg::Batch => self.on_batch(header.seq, &mut r, out),
             HostMsg::Heartbeat { .. } => {
-                if self.host_minor >= 3 {
-                    self.tx.message(AgentMsg::Usage(self.engine.usage()), out);
-                }
+                self.tx.message(AgentMsg::Usage(self.engine.usage()), out);
                 let msg = AgentMsg::Heartbeat {
                     uptime_ms: self.started.elapsed().as_millis() as u64,
                     rx_frames: self.counters.frames,
@@ -319,7 +315,6 @@ impl<H: Hal> Agent<H> {
         };
         self.tx.message(AgentMsg::Hello(hello), out);
         self.hello = true;
-        self.host_minor = h.version.minor;
         self.expect_seq = 1;
         Control::Continue
     }

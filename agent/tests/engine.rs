@@ -36,7 +36,7 @@ fn routes_share_agent_owned_nexthops_and_free_them_with_the_last_route() {
     assert_eq!((nhs[1].gateway, nhs[1].weight), (Some(v4(10, 0, 1, 1)), 3));
     // Delete everything: all agent-owned entries go.
     for d in [1u8, 2, 3, 4] {
-        let k = RouteKey { table: 254, dst: Prefix::new(v4(10, d, 0, 0), 16), metric: 0 };
+        let k = RouteKey { table: 254, dst: Prefix::new(v4(10, d, 0, 0), 16), metric: 0, ifindex: 0 };
         assert_eq!(e.apply(&Op::Delete(Key::Route(k))), Status::Ok);
     }
     let t = hw(&e);
@@ -79,7 +79,7 @@ fn objects_are_referenced_and_checked() {
     let r = t.routes.iter().find(|r| r.entry.table == 100).expect("route");
     assert_eq!(t.group_id_of(&r.entry), Some(20));
     for k in [254, 100] {
-        let key = RouteKey { table: k, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0 };
+        let key = RouteKey { table: k, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0, ifindex: 0 };
         assert_eq!(e.apply(&Op::Delete(Key::Route(key))), Status::Ok);
     }
     assert_eq!(e.apply(&Op::Delete(Key::Nexthop(7))), Status::InUse, "group 20 still holds it");
@@ -93,7 +93,7 @@ fn objects_are_referenced_and_checked() {
 fn invalid_and_unsupported_objects_are_refused() {
     let mut e = engine();
     let bad = Op::Upsert(Object::Route(Route {
-        key: RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 1), 8), metric: 0 },
+        key: RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 1), 8), metric: 0, ifindex: 0 },
         kind: RouteType::Blackhole,
         protocol: 0,
         scope: 0,
@@ -220,7 +220,8 @@ fn warm_start_rebuilds_indexes_and_references_from_hardware() {
     let rep = e.end_snapshot();
     assert_eq!((rep.written, rep.removed, rep.unchanged), (0, 0, 3));
     assert_eq!(e.apply(&Op::Delete(Key::Nexthop(1))), Status::InUse, "reference counts survived");
-    let k = |d| Key::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, d, 0, 0), 16), metric: 0 });
+    let k =
+        |d| Key::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, d, 0, 0), 16), metric: 0, ifindex: 0 });
     assert_eq!(e.apply(&Op::Delete(k(1))), Status::Ok);
     assert_eq!(e.apply(&Op::Delete(k(3))), Status::Ok);
     assert_eq!(e.apply(&Op::Delete(Key::Nexthop(1))), Status::Ok);

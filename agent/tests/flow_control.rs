@@ -96,6 +96,7 @@ fn a_stats_step_over_full_counted_tables_stays_within_the_bound() {
                 table: u32::MAX,
                 dst: Prefix::new(Ip::V6([0xff; 16]), 128 - (i % 64) as u8),
                 metric: u32::MAX - i,
+                ifindex: 0,
             },
             kind: RouteType::Unicast,
             protocol: 4,

@@ -18,7 +18,7 @@ const REPLACES: u32 = 100_000;
 
 fn route(kind: RouteType, protocol: u8, scope: u8, dst: Ip, len: u8) -> Op {
     Op::Upsert(Object::Route(Route {
-        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0 },
+        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0, ifindex: 0 },
         kind,
         protocol,
         scope,

@@ -137,6 +137,7 @@ fn random_op(r: &mut Rng) -> Op {
                     table: 254 + r.below(2) as u32,
                     dst: Prefix::new(dst.masked(len), len),
                     metric: r.below(2) as u32,
+                    ifindex: 0,
                 },
                 kind,
                 protocol: 4,

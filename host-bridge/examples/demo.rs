@@ -30,7 +30,7 @@ fn link(ifindex: u32, name: &str, kind: LinkKind, master: u32) -> Op {
 
 fn route(dst: Ip, len: u8, nh: u32) -> Op {
     Op::Upsert(Object::Route(Route {
-        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0 },
+        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0, ifindex: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,

@@ -88,7 +88,7 @@ mod tests {
         assert!(!c.offloaded(&neigh(3), names));
         let route = |table| {
             Object::Route(Route {
-                key: RouteKey { table, dst: Prefix::new(Ip::V4([10, 0, 0, 0]), 8), metric: 0 },
+                key: RouteKey { table, dst: Prefix::new(Ip::V4([10, 0, 0, 0]), 8), metric: 0, ifindex: 0 },
                 kind: RouteType::Blackhole,
                 protocol: 0,
                 scope: 0,

@@ -312,8 +312,9 @@ mod tests {
 
     #[test]
     fn prune_keeps_the_counters_of_mirrored_objects_only() {
-        let live = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 0, 0, 0]), 8), metric: 0 };
-        let gone = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 0 };
+        let live = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 0, 0, 0]), 8), metric: 0, ifindex: 0 };
+        let gone =
+            RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 0, ifindex: 0 };
         let mut s = DpuState::default();
         for k in [
             StatKey::Route(live),

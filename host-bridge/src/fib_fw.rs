@@ -193,8 +193,14 @@ pub fn held_route(r: &RawRoute) -> Option<HeldRoute> {
         AF_INET6 if r.dst_len <= 128 => Ip::V6(r.dst),
         _ => return None,
     };
+    let dst = Prefix::new(addr, r.dst_len);
+    // The mirror keys a link-local IPv6 route by its device too, which the
+    // event does not carry: such a route gets no flag from the DPU.
+    if dst.is_link_local() {
+        return None;
+    }
     Some(HeldRoute {
-        key: RouteKey { table: r.tb_id, dst: Prefix::new(addr, r.dst_len), metric: r.metric },
+        key: RouteKey { table: r.tb_id, dst, metric: r.metric, ifindex: 0 },
         rtn_type: r.rtn_type,
         nhs: r.nhs,
         nh_id: r.nh_id,
@@ -528,7 +534,7 @@ mod tests {
         let h = held_route(&r).expect("an IPv4 route");
         assert_eq!(
             h.key,
-            RouteKey { table: 254, dst: Prefix::new(Ip::V4([198, 51, 100, 0]), 24), metric: 20 }
+            RouteKey { table: 254, dst: Prefix::new(Ip::V4([198, 51, 100, 0]), 24), metric: 20, ifindex: 0 }
         );
         let f = raw_flags(&h.key, 1);
         assert_eq!((f.family, f.dst_len, f.tb_id, f.metric, f.flags), (AF_INET, 24, 254, 20, 1));

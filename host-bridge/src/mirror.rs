@@ -746,7 +746,7 @@ mod tests {
 
     fn route(n: u8, nh: u32) -> Object {
         Object::Route(Route {
-            key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, n, 0, 0]), 16), metric: 0 },
+            key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, n, 0, 0]), 16), metric: 0, ifindex: 0 },
             kind: RouteType::Unicast,
             protocol: 4,
             scope: 0,

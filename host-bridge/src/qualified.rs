@@ -41,7 +41,7 @@ pub struct Quals {
 pub fn trap(table: u32, dst: Prefix) -> Route {
     const RT_SCOPE_HOST: u8 = 254;
     Route {
-        key: RouteKey { table, dst, metric: 0 },
+        key: RouteKey { table, dst, metric: 0, ifindex: 0 },
         kind: RouteType::Local,
         protocol: 0,
         scope: RT_SCOPE_HOST,
@@ -157,7 +157,11 @@ mod tests {
 
     fn q(tos: u8, metric: u32) -> QualKey {
         let dst = Prefix::new(Ip::V4([10, 10, 0, 0]), 16);
-        QualKey { key: RouteKey { table: 254, dst, metric }, tos, src: Prefix::new(Ip::V4([0; 4]), 0) }
+        QualKey {
+            key: RouteKey { table: 254, dst, metric, ifindex: 0 },
+            tos,
+            src: Prefix::new(Ip::V4([0; 4]), 0),
+        }
     }
 
     #[test]
@@ -179,7 +183,7 @@ mod tests {
         let mut s = Quals::default();
         let dst = Prefix::new(Ip::V6([0x20, 1, 0xd, 0xb8, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 64);
         let src = Prefix::new(Ip::V6([0x20, 1, 0xd, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 64);
-        let k = QualKey { key: RouteKey { table: 254, dst, metric: 1024 }, tos: 0, src };
+        let k = QualKey { key: RouteKey { table: 254, dst, metric: 1024, ifindex: 0 }, tos: 0, src };
         let a = (2, Some(Ip::V6([0xfe; 16])));
         let b = (3, Some(Ip::V6([0xfd; 16])));
         assert!(s.change(k, vec![a], true));
@@ -196,7 +200,7 @@ mod tests {
         let other = Prefix::new(Ip::V4([10, 11, 0, 0]), 16);
         let plain = |dst, metric| {
             Object::Route(Route {
-                key: RouteKey { table: 254, dst, metric },
+                key: RouteKey { table: 254, dst, metric, ifindex: 0 },
                 kind: RouteType::Blackhole,
                 protocol: 3,
                 scope: 0,

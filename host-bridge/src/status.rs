@@ -28,6 +28,9 @@ fn route_json(r: &Route, refused: Option<&Status>, stats: Option<&StatEntry>) ->
         "table": r.key.table,
         "dst": r.key.dst.to_string(),
         "metric": r.key.metric,
+        // A per-device (IPv6 link-local) route's device: the DPU matches
+        // it on packets from that port only.
+        "iif": (r.key.ifindex != 0).then_some(r.key.ifindex),
         "type": format!("{:?}", r.kind).to_lowercase(),
         "protocol": r.protocol,
         "scope": r.scope,
@@ -198,9 +201,13 @@ pub fn write_status(w: &mut impl Write, shared: &Shared, dpu: &Mutex<DpuState>) 
             Key::EcmpHash(_) | Key::BridgeAgeing(_) | Key::PortStp(_) => settings.push(*k),
         }
     }
-    routes.sort_unstable_by_key(
-        |k| if let Key::Route(r) = k { Some((r.table, r.dst, r.metric)) } else { None },
-    );
+    routes.sort_unstable_by_key(|k| {
+        if let Key::Route(r) = k {
+            Some((r.table, r.dst, r.metric, r.ifindex))
+        } else {
+            None
+        }
+    });
     let Value::Object(fields) = head else { return Ok(()) };
     w.write_all(b"{")?;
     for (i, (name, v)) in fields.iter().enumerate() {
@@ -357,10 +364,11 @@ pub fn text(v: &Value) -> String {
             })
             .collect();
         s += &format!(
-            "route table {} {} metric {} {} {} [{}]{}\n",
+            "route table {} {} metric {}{} {} {} [{}]{}\n",
             r["table"],
             r["dst"].as_str().unwrap_or("?"),
             r["metric"],
+            r["iif"].as_u64().map(|i| format!(" iif {i}")).unwrap_or_default(),
             r["type"].as_str().unwrap_or("?"),
             nhs.join(", "),
             r["offload"].as_str().unwrap_or("?"),

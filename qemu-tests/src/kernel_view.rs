@@ -148,9 +148,6 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
                 continue;
             }
             let dst = canonical(r["dst"].as_str().unwrap_or("default"), v6);
-            if kind == "unicast" && dst.starts_with("fe80::/") {
-                continue; // link-local: not forwarded, not mirrored
-            }
             let table = table_id(&r["table"]);
             let tos = r["tos"].as_str().is_some_and(|t| t != "0" && t != "0x00" && t != "default");
             if tos || r["from"].is_string() {

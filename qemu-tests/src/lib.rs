@@ -495,7 +495,7 @@ pub mod topo {
     }
 
     pub fn route_key(table: u32, dst: Ip, len: u8, metric: u32) -> RouteKey {
-        RouteKey { table, dst: pfx(dst, len), metric }
+        RouteKey { table, dst: pfx(dst, len), metric, ifindex: 0 }
     }
 
     /// A unicast route through a nexthop object or group.

@@ -355,7 +355,12 @@ fn route_key_at(hw: &HwTables, t: TableId, slot: u32) -> RouteKey {
         .iter()
         .find(|r| r.slot == slot && (t == TableId::Route4) == matches!(r.entry.dst, Ip::V4(_)))
         .expect("route slot the model hit");
-    RouteKey { table: r.entry.table, dst: Prefix::new(r.entry.dst, r.entry.plen), metric: r.entry.metric }
+    RouteKey {
+        table: r.entry.table,
+        dst: Prefix::new(r.entry.dst, r.entry.plen),
+        metric: r.entry.metric,
+        ifindex: 0,
+    }
 }
 
 #[test]

@@ -477,6 +477,79 @@ fn nothing_is_approximated() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// IPv6 link-local routes: the kernel holds `fe80::/64` once per device,
+/// with one prefix and metric. Each is mirrored under its own key, and the
+/// DPU's entry names its device as the only ingress port it matches (the
+/// kernel looks link-local destinations up among the ingress device's
+/// routes only). A link's routes come and go with it; the others stay.
+#[test]
+fn link_local_routes_per_device() {
+    let mut s = Setup::new("linklocal", 32 << 20);
+    s.sh(TOPOLOGY);
+    s.sh("ip link add x0 type veth peer name x1; ip link set x0 up; ip link set x1 up");
+    s.start_agent();
+    s.start_bridge();
+    let ns = s.ns.0.clone();
+    let kernel_ll = || -> BTreeSet<u32> {
+        let links: std::collections::HashMap<String, u32> = json(&ns, &["link"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                (l["ifname"].as_str().unwrap_or("").to_string(), l["ifindex"].as_u64().unwrap_or(0) as u32)
+            })
+            .collect();
+        json(&ns, &["-6", "route", "show", "table", "main", "fe80::/64"])
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| links.get(r["dev"].as_str().unwrap_or("")).copied())
+            .collect()
+    };
+    let hw_ll = |hw: &reader::HwTables| -> Vec<(u32, Vec<u32>)> {
+        let mut v: Vec<(u32, Vec<u32>)> = hw
+            .routes
+            .iter()
+            .filter(|r| r.entry.table == 254 && r.entry.plen == 64 && r.entry.dst.to_string() == "fe80::")
+            .map(|r| (r.entry.in_ifindex, hw.resolve(&r.entry).iter().map(|n| n.ifindex).collect()))
+            .collect();
+        v.sort();
+        v
+    };
+    let check = |what: &str| {
+        let t = Instant::now();
+        loop {
+            let (want, got) = (kernel_ll(), hw_ll(&s.hw()));
+            let same = got.len() == want.len()
+                && got.iter().zip(&want).all(|((iif, nhs), dev)| iif == dev && nhs == &vec![*dev]);
+            if same && want.len() >= 2 {
+                return want;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{what}: kernel fe80::/64 on {want:?}, DPU (ingress port, nexthop devices) {got:?}\n{}",
+                s.log("hb.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let all = check("at start");
+    assert_eq!(all.len(), 6, "v0 v1 w0 w1 x0 x1: {all:?}");
+    s.converge(30);
+    s.sh("ip link del x0");
+    let left = check("after x0's delete");
+    assert_eq!(left.len(), 4, "{left:?}");
+    s.converge(20);
+    // Down and up again: the kernel drops the link's routes silently at
+    // down, and adds them back at up.
+    s.sh("ip link set w0 down");
+    assert_eq!(check("w0 down").len(), 3);
+    s.sh("ip link set w0 up");
+    assert_eq!(check("w0 up again").len(), 4);
+    s.converge(20);
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
 /// What an operator runs it with: systemd's notify protocol (ready after
 /// the first snapshot, watchdog pings), metrics scraped from the netns
 /// host-bridge was started in while it mirrors another, the status socket

@@ -19,7 +19,7 @@ const BATCH: usize = 512;
 fn route(i: u32) -> Object {
     let dst = Ip::V4([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
     Object::Route(Route {
-        key: RouteKey { table: 254, dst: Prefix::new(dst, 32), metric: 0 },
+        key: RouteKey { table: 254, dst: Prefix::new(dst, 32), metric: 0, ifindex: 0 },
         kind: RouteType::Blackhole,
         protocol: 4,
         scope: 0,

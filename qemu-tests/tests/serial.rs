@@ -52,6 +52,7 @@ fn serial_port_carries_a_session() {
                     table: 254,
                     dst: Prefix::new(Ip::V4([10, 1 + (i >> 8) as u8, i as u8, 0]), 24),
                     metric: 0,
+                    ifindex: 0,
                 },
                 kind: RouteType::Unicast,
                 protocol: 4,

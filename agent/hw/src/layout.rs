@@ -407,13 +407,17 @@ pub mod route_action {
 
 /// Route entry (both route tables), 40 bytes.
 /// `0 flags | 1 family | 2 plen | 3 type | 4 proto | 5 scope | 6 action |
-/// 8 table | 12 metric | 16 action index | 20 dst[16]`.
+/// 8 table | 12 metric | 16 action index | 20 dst[16] | 36 ingress ifindex`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteEntry {
     pub table: u32,
     pub dst: Ip,
     pub plen: u8,
     pub metric: u32,
+    /// 0: the route matches packets from any port. Otherwise it matches
+    /// only packets that came in on this port: an IPv6 link-local route,
+    /// held once per device (`dpu_wire::RouteKey::ifindex`).
+    pub in_ifindex: u32,
     /// `dpu_wire::RouteType` as its declaration index.
     pub rtype: u8,
     pub proto: u8,
@@ -423,8 +427,9 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
-    /// The entry's key: family, plen, table, metric, destination.
-    pub const KEY: KeyRanges = &[(1, 3), (8, 16), (20, 36)];
+    /// The entry's key: family, plen, table, metric, destination, ingress
+    /// port.
+    pub const KEY: KeyRanges = &[(1, 3), (8, 16), (20, 40)];
     pub fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put_ip(b, 1, 20, Some(self.dst));
@@ -436,6 +441,7 @@ impl RouteEntry {
         put32(b, 8, self.table);
         put32(b, 12, self.metric);
         put32(b, 16, self.action_index);
+        put32(b, 36, self.in_ifindex);
     }
     pub fn decode(b: &[u8]) -> Option<Self> {
         Some(Self {
@@ -443,6 +449,7 @@ impl RouteEntry {
             dst: get_ip(b, 1, 20)?,
             plen: b[2],
             metric: get32(b, 12),
+            in_ifindex: get32(b, 36),
             rtype: b[3],
             proto: b[4],
             scope: b[5],
@@ -854,6 +861,7 @@ mod tests {
             dst: v4,
             plen: 8,
             metric: 1,
+            in_ifindex: 0,
             rtype: 1,
             proto: 4,
             scope: 0,
@@ -868,6 +876,7 @@ mod tests {
             &[
                 ("table", true, |e| e.table = 100),
                 ("dst", true, |e| e.dst = Ip::V4([10, 1, 0, 0])),
+                ("in_ifindex", true, |e| e.in_ifindex = 3),
                 ("family", true, |e| e.dst = Ip::V6([0; 16])),
                 ("plen", true, |e| e.plen = 16),
                 ("metric", true, |e| e.metric = 2),
@@ -1066,6 +1075,7 @@ mod tests {
             dst: Ip::V6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             plen: 32,
             metric: 1024,
+            in_ifindex: 4,
             rtype: 0,
             proto: 3,
             scope: 0,

@@ -16,7 +16,9 @@
 //!    flood on a miss; a frame to the bridge's own MAC is routed;
 //! 4. otherwise the packet is routed: local addresses trap to the host;
 //!    longest prefix match over the local table then the packet's table
-//!    (ties: lowest metric); ECMP member chosen by a hash of the 5-tuple
+//!    (ties: lowest metric); a route that names an ingress port (an IPv6
+//!    link-local route, one per device) matches only packets from that
+//!    port; ECMP member chosen by a hash of the 5-tuple
 //!    and the weights; the neighbour entry of the nexthop supplies the
 //!    destination MAC, the egress port its source MAC (transmit counters).
 //!
@@ -420,7 +422,10 @@ impl Pipeline<'_> {
             self.entries(t)
                 .filter_map(|(s, b)| RouteEntry::decode(&b).map(|r| (s, r)))
                 .filter(|(_, r)| {
-                    r.table == table && r.dst.family() == dst.family() && dst.masked(r.plen) == r.dst
+                    r.table == table
+                        && r.dst.family() == dst.family()
+                        && dst.masked(r.plen) == r.dst
+                        && (r.in_ifindex == 0 || r.in_ifindex == pkt.in_ifindex)
                 })
                 .min_by_key(|(s, r)| (u8::MAX - r.plen, r.metric, *s))
         };

@@ -239,6 +239,9 @@ impl fmt::Display for HwTables {
                 e.metric,
                 action_name(e.action)
             );
+            if e.in_ifindex != 0 {
+                let _ = write!(s, " iif {}", self.port_name(e.in_ifindex));
+            }
             for nh in self.resolve(e) {
                 match nh.gateway {
                     Some(g) => {

@@ -99,7 +99,18 @@ impl Hw {
         action: u8,
         idx: u32,
     ) {
-        let e = RouteEntry { table, dst, plen, metric, rtype, proto: 4, scope: 0, action, action_index: idx };
+        let e = RouteEntry {
+            table,
+            dst,
+            plen,
+            metric,
+            in_ifindex: 0,
+            rtype,
+            proto: 4,
+            scope: 0,
+            action,
+            action_index: idx,
+        };
         let t = if matches!(dst, Ip::V4(_)) { TableId::Route4 } else { TableId::Route6 };
         self.put(t, slot, |b| e.encode(b));
     }
@@ -312,6 +323,45 @@ fn lpm_v6_longest_prefix_wins() {
         hw.send(&pkt(v6([0x2001, 0xdb9, 0, 0, 0, 0, 0, 1]))).verdict,
         Verdict::Drop(DropReason::NoRoute)
     );
+}
+
+#[test]
+fn link_local_routes_match_their_ingress_port_only() {
+    let mut hw = routed();
+    // fe80::/64 on eth0 (ifindex 1) and on eth1 (ifindex 2), one route per
+    // device with the same prefix and metric, each through an on-link
+    // nexthop of its device.
+    let ll = v6([0xfe80, 0, 0, 0, 0, 0, 0, 0]);
+    let host = v6([0xfe80, 0, 0, 0, 0, 0, 0, 5]);
+    for (slot, ifindex, nh) in [(1u32, 1u32, 20u32), (2, 2, 21)] {
+        hw.nexthop(nh, 100 + nh, ifindex, None);
+        hw.neigh(nh, ifindex, host, Some(mac(7, ifindex as u8)));
+        let e = RouteEntry {
+            table: 254,
+            dst: ll,
+            plen: 64,
+            metric: 256,
+            in_ifindex: ifindex,
+            rtype: RT_UNICAST,
+            proto: 2,
+            scope: 0,
+            action: route_action::NEXTHOP,
+            action_index: nh,
+        };
+        hw.put(TableId::Route6, slot, |b| e.encode(b));
+    }
+    let from = |ifindex: u32| {
+        let mut p = pkt(host);
+        p.in_ifindex = ifindex;
+        p
+    };
+    let o = hw.send(&from(1));
+    assert_eq!((o.route, o.verdict), (Some((TableId::Route6, 1)), fwd(1, mac(7, 1), P1)));
+    let o = hw.send(&from(2));
+    assert_eq!((o.route, o.verdict), (Some((TableId::Route6, 2)), fwd(2, mac(7, 2), P2)));
+    // From a port without a link-local route: none of the others match.
+    let o = hw.send(&from(3));
+    assert_eq!((o.route, o.verdict), (None, Verdict::Drop(DropReason::NoRoute)));
 }
 
 #[test]

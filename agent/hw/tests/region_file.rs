@@ -65,6 +65,7 @@ fn program(hal: &mut MmioHal) {
         dst: Ip::V4([198, 51, 100, 0]),
         plen: 24,
         metric: 0,
+        in_ifindex: 0,
         rtype: 0,
         proto: 4,
         scope: 0,

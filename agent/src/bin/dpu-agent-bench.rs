@@ -55,7 +55,7 @@ fn route(i: u32, v6: bool, nh: u32) -> Op {
         Prefix::new(Ip::V4([a[0].wrapping_add(1), a[1], a[2], 0]), 24)
     };
     Op::Upsert(Object::Route(Route {
-        key: RouteKey { table: 254, dst, metric: 0 },
+        key: RouteKey { table: 254, dst, metric: 0, ifindex: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,

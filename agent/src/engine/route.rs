@@ -1,4 +1,5 @@
-//! Routes: one entry per (table, prefix, metric) in the family's table.
+//! Routes: one entry per (table, prefix, metric, and for an IPv6
+//! link-local route its device) in the family's table.
 //! A route forwards through a nexthop or group it holds: an object's, or
 //! one the engine creates for its inline paths (a single path is a
 //! nexthop, several a group).
@@ -30,7 +31,7 @@ fn route_type_code(t: RouteType) -> u8 {
 
 /// Decodes a route entry's key back into the wire's.
 pub fn route_key_of(e: &RouteEntry) -> RouteKey {
-    RouteKey { table: e.table, dst: Prefix::new(e.dst, e.plen), metric: e.metric }
+    RouteKey { table: e.table, dst: Prefix::new(e.dst, e.plen), metric: e.metric, ifindex: e.in_ifindex }
 }
 
 impl<H: Hal> Engine<H> {
@@ -143,6 +144,7 @@ impl<H: Hal> Engine<H> {
             dst: r.key.dst.addr,
             plen: r.key.dst.len,
             metric: r.key.metric,
+            in_ifindex: r.key.ifindex,
             rtype: route_type_code(r.kind),
             proto: r.protocol,
             scope: r.scope,
@@ -182,6 +184,7 @@ impl<H: Hal> Engine<H> {
             dst: k.dst.addr,
             plen: k.dst.len,
             metric: k.metric,
+            in_ifindex: k.ifindex,
             rtype: 0,
             proto: 0,
             scope: 0,

@@ -16,7 +16,7 @@ pub fn v4(a: u8, b: u8, c: u8, d: u8) -> Ip {
 
 pub fn route_obj(table: u32, dst: Ip, len: u8, nh: u32) -> Op {
     Op::Upsert(Object::Route(Route {
-        key: RouteKey { table, dst: Prefix::new(dst, len), metric: 0 },
+        key: RouteKey { table, dst: Prefix::new(dst, len), metric: 0, ifindex: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,
@@ -30,7 +30,7 @@ pub fn route_paths(dst: Ip, len: u8, paths: &[(u32, Ip, u16)]) -> Op {
         v.push(Path { ifindex, gateway: Some(gw), weight, onlink: false }).expect("few paths");
     }
     Op::Upsert(Object::Route(Route {
-        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0 },
+        key: RouteKey { table: 254, dst: Prefix::new(dst, len), metric: 0, ifindex: 0 },
         kind: RouteType::Unicast,
         protocol: 3,
         scope: 0,

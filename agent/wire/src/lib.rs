@@ -42,7 +42,10 @@ pub use types::*;
 /// [`msg::ErrorCode::VersionMismatch`]. A `minor` bump may only append new
 /// enum variants (messages, objects, actions) at the end; a peer sends a
 /// variant only if the other side's `minor` announces it.
-pub const VERSION: Version = Version { major: 1, minor: 3 };
+///
+/// 2.0 added the route key's `ifindex` (a layout change: postcard has no
+/// field names); it carries everything 1.3 had.
+pub const VERSION: Version = Version { major: 2, minor: 0 };
 
 /// Largest decoded frame payload (header, items and CRC) either side accepts.
 pub const MAX_FRAME: usize = 16 * 1024;

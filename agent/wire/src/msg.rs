@@ -226,7 +226,7 @@ pub enum AgentMsg {
     },
     /// Protocol 1.3: entries in use per hardware table, in the shape of the
     /// hello's capacities (`ecmp_members` 0). Sent before each heartbeat
-    /// answer to a host of minor 3 or later.
+    /// answer.
     Usage(Capacities),
 }
 

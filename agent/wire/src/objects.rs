@@ -188,7 +188,7 @@ impl Key {
     /// Checks a key of a delete the way [`Object::validate`] checks objects.
     pub fn validate(&self) -> Result<(), &'static str> {
         match self {
-            Key::Route(k) if !k.dst.is_canonical() => Err("route destination has host bits set"),
+            Key::Route(k) => k.validate(),
             Key::Vlan(k) => k.validate(),
             Key::Fdb(k) if k.vid > 4095 => Err("fdb vlan id above 4095"),
             _ => Ok(()),
@@ -282,12 +282,33 @@ pub enum RouteType {
     Local,
 }
 
-/// A route's key: kernel table, destination prefix and metric (priority).
+/// A route's key: kernel table, destination prefix, metric (priority),
+/// and for a per-device route its device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RouteKey {
     pub table: u32,
     pub dst: Prefix,
     pub metric: u32,
+    /// 0, except for an IPv6 route to a link-local destination
+    /// ([`Prefix::is_link_local`]): the kernel holds one such route per
+    /// device (`fe80::/64` on every link), all with the same prefix and
+    /// metric, and its lookup of a link-local destination only considers
+    /// the routes of the device the packet came in on. There this is the
+    /// route's device, and the DPU matches the route on that ingress port
+    /// only.
+    pub ifindex: u32,
+}
+
+impl RouteKey {
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !self.dst.is_canonical() {
+            return Err("route destination has host bits set");
+        }
+        if self.ifindex != 0 && !self.dst.is_link_local() {
+            return Err("route key names a device, but the destination is not IPv6 link-local");
+        }
+        Ok(())
+    }
 }
 
 /// One path of a route that carries its nexthops inline.
@@ -326,8 +347,14 @@ pub struct Route {
 
 impl Route {
     fn validate(&self) -> Result<(), &'static str> {
-        if !self.key.dst.is_canonical() {
-            return Err("route destination has host bits set");
+        self.key.validate()?;
+        if self.key.ifindex != 0 {
+            match (&self.kind, &self.nexthops) {
+                (RouteType::Local, RouteNexthops::None) => {}
+                (RouteType::Unicast, RouteNexthops::Paths(p))
+                    if p.iter().all(|p| p.ifindex == self.key.ifindex) => {}
+                _ => return Err("per-device route that is not local or through its own device"),
+            }
         }
         let fam = self.key.dst.family();
         match (&self.kind, &self.nexthops) {

@@ -146,6 +146,11 @@ impl Prefix {
         self.is_valid() && self.addr.masked(self.len) == self.addr
     }
 
+    /// An IPv6 prefix inside `fe80::/10`.
+    pub fn is_link_local(&self) -> bool {
+        matches!(self.addr, Ip::V6(a) if a[0] == 0xfe && a[1] & 0xc0 == 0x80 && self.len >= 10)
+    }
+
     /// True if `ip` falls inside this prefix.
     pub fn contains(&self, ip: &Ip) -> bool {
         ip.family() == self.family() && ip.masked(self.len) == self.addr.masked(self.len)

@@ -91,7 +91,7 @@ fn wrap_payload(payload: &[u8]) -> Vec<u8> {
 
 fn sample_ops() -> Vec<Op> {
     let route = Route {
-        key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 20 },
+        key: RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 20, ifindex: 0 },
         kind: RouteType::Unicast,
         protocol: 4,
         scope: 0,
@@ -363,7 +363,7 @@ fn route() -> impl Strategy<Value = Route> {
     ];
     (any::<u32>(), prefix(), any::<u32>(), route_type(), any::<u8>(), any::<u8>(), nexthops).prop_map(
         |(table, dst, metric, kind, protocol, scope, nexthops)| Route {
-            key: RouteKey { table, dst, metric },
+            key: RouteKey { table, dst, metric, ifindex: 0 },
             kind,
             protocol,
             scope,

@@ -103,7 +103,7 @@ fn path(ifindex: u32, gw: Option<Ip>, weight: u16) -> Path {
 }
 
 fn route(table: u32, dst: Prefix, metric: u32, kind: RouteType, nexthops: RouteNexthops) -> Route {
-    Route { key: RouteKey { table, dst, metric }, kind, protocol: 3, scope: 0, nexthops }
+    Route { key: RouteKey { table, dst, metric, ifindex: 0 }, kind, protocol: 3, scope: 0, nexthops }
 }
 
 fn all_links() -> Vec<Link> {
@@ -324,11 +324,12 @@ fn all_keys() -> Vec<Key> {
     vec![
         Key::Link(1),
         Key::Address(AddressKey { ifindex: 2, prefix: Prefix::new(v4(192, 0, 2, 1), 24) }),
-        Key::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric: 20 }),
+        Key::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric: 20, ifindex: 0 }),
         Key::Route(RouteKey {
             table: 255,
             dst: Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), 128),
             metric: 0,
+            ifindex: 0,
         }),
         Key::Nexthop(5),
         Key::NexthopGroup(u32::MAX),
@@ -492,8 +493,8 @@ fn results_with_failures_round_trip() {
 #[test]
 fn stats_with_entries_round_trip() {
     let keys = [
-        StatKey::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0 }),
-        StatKey::Route(RouteKey { table: 1, dst: Prefix::new(v6([0; 8]), 0), metric: u32::MAX }),
+        StatKey::Route(RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0, ifindex: 0 }),
+        StatKey::Route(RouteKey { table: 1, dst: Prefix::new(v6([0; 8]), 0), metric: u32::MAX, ifindex: 0 }),
         StatKey::Nexthop(3),
         StatKey::Flow(u64::MAX),
         StatKey::Port(2),
@@ -587,7 +588,7 @@ fn typical_ipv4_route_upsert_is_small() {
     for metric in [0, 20] {
         for id in [1, 127, 128, 16_383, 1 << 20] {
             let op = Op::Upsert(Object::Route(Route {
-                key: RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric },
+                key: RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric, ifindex: 0 },
                 kind: RouteType::Unicast,
                 protocol: 4,
                 scope: 0,
@@ -672,8 +673,35 @@ fn validate_rejects_bad_objects() {
         );
     }
     // Key::validate checks a delete's route key the same way.
-    let k = RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 1), 24), metric: 0 };
+    let k = RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 1), 24), metric: 0, ifindex: 0 };
     assert!(Key::Route(k).validate().is_err());
+
+    // A per-device key: only for IPv6 link-local destinations, and only on
+    // a local route or one through that device.
+    let ll = Prefix::new(v6([0xfe80, 0, 0, 0, 0, 0, 0, 0]), 64);
+    let per_device = |dst: Prefix, ifindex: u32, kind: RouteType, nexthops: RouteNexthops| {
+        let mut r = route(254, dst, 256, kind, nexthops);
+        r.key.ifindex = ifindex;
+        Object::Route(r).validate()
+    };
+    let through = |i| RouteNexthops::Paths(hvec([path(i, None, 1)]));
+    assert_eq!(per_device(ll, 3, RouteType::Unicast, through(3)), Ok(()));
+    assert_eq!(
+        per_device(
+            Prefix::new(v6([0xfe80, 0, 0, 0, 0, 0, 0, 1]), 128),
+            3,
+            RouteType::Local,
+            RouteNexthops::None
+        ),
+        Ok(())
+    );
+    assert!(per_device(ll, 3, RouteType::Unicast, through(4)).is_err(), "path through another device");
+    assert!(per_device(ll, 3, RouteType::Unicast, RouteNexthops::Object(1)).is_err(), "nexthop object");
+    assert!(per_device(ll, 3, RouteType::Blackhole, RouteNexthops::None).is_err(), "blackhole");
+    let global = Prefix::new(v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0]), 64);
+    assert!(per_device(global, 3, RouteType::Unicast, through(3)).is_err(), "not link-local");
+    let k = RouteKey { table: 254, dst: Prefix::new(v4(10, 1, 2, 0), 24), metric: 0, ifindex: 3 };
+    assert!(Key::Route(k).validate().is_err(), "IPv4 key with a device");
 
     // VLAN ranges.
     let vlan =
@@ -772,7 +800,7 @@ fn validate_rejects_bad_objects() {
 /// enum variants as varint u32 and sequences as varint length + items, so
 /// this tuple has exactly the encoding of the enum.
 fn route_with_std_paths(n: usize) -> Vec<u8> {
-    let key = RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0 };
+    let key = RouteKey { table: 254, dst: Prefix::new(v4(10, 0, 0, 0), 8), metric: 0, ifindex: 0 };
     let paths: Vec<Path> = (0..n as u32).map(|i| path(i + 1, Some(v4(10, 0, 0, i as u8)), 1)).collect();
     let (op_upsert, obj_route, nh_paths) = (0u32, 2u32, 2u32);
     postcard::to_allocvec(&(op_upsert, obj_route, key, RouteType::Unicast, 3u8, 0u8, nh_paths, paths))

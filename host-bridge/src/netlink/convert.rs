@@ -454,18 +454,17 @@ pub fn route(r: &RouteMessage) -> Conv {
             _ => {}
         }
     }
-    // Link-local destinations are never forwarded; every IPv6 port has one
-    // such route, all with the same key.
-    if let Ip::V6(a) = dst {
-        if kind == RouteType::Unicast
-            && a[0] == 0xfe
-            && a[1] & 0xc0 == 0x80
-            && r.header.destination_prefix_length >= 10
-        {
-            return Conv::Ignore;
-        }
-    }
-    let key = RouteKey { table, dst: Prefix::new(dst, r.header.destination_prefix_length), metric };
+    let dst = Prefix::new(dst, r.header.destination_prefix_length);
+    // The kernel holds an IPv6 link-local route once per device
+    // (`fe80::/64` on every link, a local route per link-local address),
+    // all with one prefix and metric, and looks a link-local destination
+    // up among the routes of the ingress device only: the device is part
+    // of the key (see `RouteKey::ifindex`).
+    let per_device = dst.is_link_local()
+        && matches!(kind, RouteType::Unicast | RouteType::Local)
+        && multipath.is_none()
+        && nh_id.is_none();
+    let key = RouteKey { table, dst, metric, ifindex: if per_device { oif } else { 0 } };
     let flags = r.header.flags.bits();
     let path_of = |ifindex: u32, gateway: Option<Ip>| (ifindex, gateway);
     if r.header.tos != 0 || r.header.source_prefix_length != 0 {

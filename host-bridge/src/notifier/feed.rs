@@ -66,6 +66,7 @@ pub fn translate(r: &Record) -> Option<TapMsg> {
                 table: e.table,
                 dst: Prefix::new(Ip::from(dst).masked(e.dst_len), e.dst_len),
                 metric: e.metric,
+                ifindex: 0,
             };
             Some(TapMsg::RouteGone { key, ts_ns })
         }
@@ -233,7 +234,8 @@ mod tests {
 
     #[test]
     fn only_deletes_that_happened_reach_the_mirror() {
-        let key = RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 2, 0]), 24), metric: 20 };
+        let key =
+            RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 2, 0]), 24), metric: 20, ifindex: 0 };
         assert_eq!(translate(&fib(FibEvent::Del, 0, Some(0))), Some(TapMsg::RouteGone { key, ts_ns: 7 }));
         assert_eq!(translate(&fib(FibEvent::Replace, 0, Some(0))), None);
         // Vetoed by a driver: nothing happened.
