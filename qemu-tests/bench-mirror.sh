@@ -75,7 +75,16 @@ rss_idle=$(awk '/VmRSS/{print $2}' /proc/$hpid/status)
 # CPU time (user + system, clock ticks) of a process, from /proc.
 cpu() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+# Per thread of a process: tid, name, CPU ticks, context switches.
+threads() {
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s %s %s\n' "${t##*/}" "$(tr ' ' _ < "$t/comm")" \
+            "$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "$t/stat")" \
+            "$(awk '/ctxt_switches/{s += $2} END{print s}' "$t/status")"
+    done
+}
 hcpu0=$(cpu "$hpid"); acpu0=$(cpu "$apid")
+threads "$hpid" > "$work/threads0"
 echo "installing $n4 IPv4 + $n6 IPv6 routes with ip -batch..." >&2
 # HB_PERF=FILE: profile host-bridge during the install (perf record, flat).
 if [ -n "${HB_PERF:-}" ]; then
@@ -92,6 +101,7 @@ while :; do
 done
 t2=$(date +%s.%N)
 hcpu1=$(cpu "$hpid"); acpu1=$(cpu "$apid")
+threads "$hpid" > "$work/threads1"
 if [ -n "${HB_PERF:-}" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
 sleep 0.5
 hb_hwm=$(awk '/VmHWM/{print $2}' /proc/$hpid/status)
@@ -115,6 +125,11 @@ print(f'host-bridge CPU         {hc:8.2f} s, {hc * 1e6 / n:.2f} us/route (user +
 print(f'agent CPU               {ac:8.2f} s, {ac * 1e6 / n:.2f} us/route' + (' (the whole DPU VM: QEMU under TCG)' if '$mode' == 'vm' else ''))
 print(f'events                  {c[\"events\"]} ({c[\"events\"] / (t2 - t0):,.0f}/s), overflows {c[\"overflows\"]}, resyncs {c[\"resyncs\"]}, collapsed {c[\"collapsed\"]}')
 "
+# Where host-bridge's CPU went, per thread (the netlink reader is the
+# main thread, "dpu" sends to the agent).
+awk -v hz="$hz" -v n=$((n4 + n6)) 'NR == FNR {c[$1] = $3; x[$1] = $4; next}
+    ($3 - c[$1]) > 0 {printf "  thread %-12s %8.2f s, %.2f us/route, %d context switches\n", $2, ($3 - c[$1]) / hz, ($3 - c[$1]) / hz * 1e6 / n, $4 - x[$1]}' \
+    "$work/threads0" "$work/threads1"
 # The status socket over the whole mirror: how long a full JSON status
 # takes, how big it is, and what it does to host-bridge's memory.
 t3=$(date +%s.%N)

@@ -63,8 +63,9 @@ const PRUNE: Duration = Duration::from_secs(10);
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
-/// Least time between two batches in a burst.
-const BATCH_PAUSE: Duration = Duration::from_millis(1);
+/// Least time between two batches in a burst (see kernel.rs's
+/// BURST_PAUSE for why 4 ms).
+const BATCH_PAUSE: Duration = Duration::from_millis(4);
 
 /// How long the agent has to answer the hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);

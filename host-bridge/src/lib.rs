@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod netlink;
 pub mod notifier;
 pub mod qualified;
+pub mod shadow;
 pub mod status;
 
 pub use dpu_wire::logfmt;

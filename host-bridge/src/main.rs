@@ -277,7 +277,12 @@ fn run(a: RunArgs) -> ExitCode {
     }
     {
         let (shared, state) = (shared.clone(), state.clone());
-        std::thread::spawn(move || dpu::run(shared, state, agent, fw));
+        let spawned =
+            std::thread::Builder::new().name("dpu".into()).spawn(move || dpu::run(shared, state, agent, fw));
+        if let Err(e) = spawned {
+            eprintln!("host-bridge: starting the DPU thread: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     watchdog(&shared, &state);
     host_bridge::log!(

@@ -13,6 +13,7 @@
 //! VLANs, then the other deletes in the reverse order.
 
 use crate::netlink::Kind;
+use crate::shadow::{Shadow, Upserted};
 use dpu_wire::{Key, Object, Op, RouteKey, RouteNexthops, RouteType, Status};
 use std::collections::VecDeque;
 
@@ -129,7 +130,9 @@ pub struct MirrorCounters {
 
 #[derive(Default)]
 pub struct Mirror {
-    shadow: HashMap<Key, Box<[u8]>>,
+    shadow: Shadow,
+    /// The read time upserts are stamped with ([`Mirror::set_read_time`]).
+    read_ns: u64,
     /// Objects in the shadow per kind (`Kind as usize`), kept as they
     /// come and go so that counting never scans the shadow.
     counts: [usize; Kind::ALL.len()],
@@ -400,18 +403,12 @@ impl Mirror {
                 Err(_) => return,
             },
         };
-        let added = match self.shadow.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                if **e.get() == *bytes {
-                    return;
-                }
-                e.insert(bytes.into());
-                false
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(bytes.into());
-                true
-            }
+        // Stamped even when unchanged: a delete and an identical add again
+        // are both in the kernel's past now.
+        let added = match self.shadow.upsert(key, bytes, self.read_ns) {
+            Upserted::Same => return,
+            Upserted::Changed => false,
+            Upserted::Added => true,
         };
         self.counters.changes += 1;
         if let (Key::Route(k), Some(h)) = (&key, &mut self.fib_hw) {
@@ -428,9 +425,22 @@ impl Mirror {
         self.mark(key, true);
     }
 
+    /// The time upserts from now on are stamped with: at or after the read
+    /// of the kernel message (or dump) they come from.
+    pub fn set_read_time(&mut self, ns: u64) {
+        self.read_ns = ns;
+    }
+
+    /// When the object with this key was last upserted, as stamped by
+    /// [`Mirror::set_read_time`]: a tap delete from before then may be
+    /// older than that upsert.
+    pub fn read_at(&self, key: &Key) -> Option<u64> {
+        self.shadow.get(key).map(|s| s.read_ns)
+    }
+
     /// The mirrored object with this key.
     pub fn get(&self, key: &Key) -> Option<Object> {
-        self.shadow.get(key).and_then(|b| postcard::from_bytes(b).ok())
+        self.shadow.get(key).and_then(|s| postcard::from_bytes(&s.enc).ok())
     }
 
     pub fn contains(&self, key: &Key) -> bool {
@@ -439,7 +449,7 @@ impl Mirror {
 
     /// Every mirrored object.
     pub fn objects(&self) -> impl Iterator<Item = (Key, Object)> + '_ {
-        self.shadow.iter().filter_map(|(k, b)| postcard::from_bytes(b).ok().map(|o| (*k, o)))
+        self.shadow.iter().filter_map(|(k, s)| postcard::from_bytes(&s.enc).ok().map(|o| (*k, o)))
     }
 
     /// Every mirrored key (no decoding).
@@ -534,7 +544,11 @@ impl Mirror {
         while out.len() < max {
             let q = if upserts { &mut self.ups[r] } else { &mut self.downs[r] };
             let Some(k) = q.pop_front() else { break };
-            let Some(p) = self.pending.get_mut(&k) else { continue }; // taken already
+            // One lookup for the check and the take.
+            let std::collections::hash_map::Entry::Occupied(mut e) = self.pending.entry(k) else {
+                continue; // taken already
+            };
+            let p = e.get_mut();
             if upserts {
                 p.in_ups = false;
             } else {
@@ -543,8 +557,7 @@ impl Mirror {
             if p.upsert != upserts {
                 continue; // now of the other kind, queued there too
             }
-            let since = p.since;
-            self.pending.remove(&k);
+            let since = e.remove().since;
             if !upserts {
                 out.push(Op::Delete(k));
             } else if let Some(o) = self.get(&k) {
@@ -619,7 +632,7 @@ impl Mirror {
                     if matches!(k, Key::Nexthop(_) | Key::NexthopGroup(_)) {
                         freed.deps = true;
                     }
-                    if self.shadow.contains_key(&k) {
+                    if (self.fib_hw.is_some() || self.nh_hw.is_some()) && self.shadow.contains_key(&k) {
                         self.fib_answer(&k, true);
                     }
                 }
@@ -704,7 +717,8 @@ impl Mirror {
     /// Everything in the shadow, in dependency order, still encoded: a
     /// snapshot to send in chunks with [`decode_chunk`].
     pub fn snapshot(&self) -> Vec<(Key, Box<[u8]>)> {
-        let mut v: Vec<(Key, Box<[u8]>)> = self.shadow.iter().map(|(k, b)| (*k, b.clone())).collect();
+        let mut v: Vec<(Key, Box<[u8]>)> =
+            self.shadow.iter().map(|(k, s)| (*k, Box::from(&*s.enc))).collect();
         v.sort_by_key(|(k, _)| rank(k));
         v
     }
@@ -752,6 +766,23 @@ mod tests {
             scope: 0,
             nexthops: RouteNexthops::Object(nh),
         })
+    }
+
+    #[test]
+    fn upserts_carry_the_read_time_of_their_message() {
+        let mut m = Mirror::new();
+        let r = route(1, 7);
+        let k = r.key();
+        m.set_read_time(100);
+        m.upsert(r.clone());
+        assert_eq!(m.read_at(&k), Some(100));
+        // The same route again (deleted and added back in the kernel's
+        // past): the later read counts.
+        m.set_read_time(200);
+        m.upsert(r.clone());
+        assert_eq!(m.read_at(&k), Some(200));
+        m.delete(&k);
+        assert_eq!(m.read_at(&k), None);
     }
 
     #[test]
