@@ -21,7 +21,9 @@
 
 use crate::config::Config;
 use crate::mirror::Mirror;
-use crate::netlink::socket::{self, group, messages, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
+use crate::netlink::socket::{
+    self, group, messages, Datagrams, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, SLOT,
+};
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
 use crate::qualified;
@@ -747,11 +749,11 @@ const BURST_PAUSE: Duration = Duration::from_millis(4);
 /// overflow once, then drops silently until the queue has been empty:
 /// the queue is drained first, so that a loss during the re-dump is
 /// reported again. What is drained is in the dump.
-fn overflowed(shared: &Shared, events: &Async<NlSocket>, buf: &mut [u8], redump: &mut Todo) {
+fn overflowed(shared: &Shared, events: &Async<NlSocket>, d: &mut Datagrams, redump: &mut Todo) {
     shared.lock().counters.overflows += 1;
     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
     loop {
-        match events.get_ref().recv(buf) {
+        match events.get_ref().recv_many(d) {
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
             Err(_) => break,
@@ -774,12 +776,12 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
     let mut taps = opts.taps.as_ref().map(|t| t.rx.clone());
     let reload = opts.reload.clone();
-    let mut buf = vec![0u8; BUF];
+    let mut dgrams = Datagrams::default();
     let mut last_wake: Option<Instant> = None;
     let mut behind = false;
     smol::block_on(async {
         loop {
-            let netlink = async { Wake::Netlink(events.read_with(|s| s.recv(&mut buf)).await) };
+            let netlink = async { Wake::Netlink(events.read_with(|s| s.recv_many(&mut dgrams)).await) };
             let hup = async {
                 match &reload {
                     Some(rx) if rx.recv().await.is_ok() => Wake::Reload,
@@ -840,7 +842,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     }
                     shared.notify();
                 }
-                Wake::Netlink(Ok(mut n)) => {
+                Wake::Netlink(Ok(_)) => {
                     // In a burst (this wake within BURST_PAUSE of the
                     // previous one), let the kernel queue more first: one
                     // wake, one hold of the lock and one bell then serve
@@ -855,31 +857,39 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     behind = true;
                     let mut bad = Vec::new();
                     let mut failed = None;
+                    let mut truncated = 0;
                     {
                         let mut m = shared.lock();
                         // What the socket holds, up to DRAIN datagrams,
                         // under one hold of the lock.
-                        for more in (0..DRAIN).rev() {
-                            // Read by now: its upserts are stamped no
+                        let mut taken = 0;
+                        loop {
+                            // Read by now: their upserts are stamped no
                             // earlier than their read (see `raced`).
                             m.set_read_time(monotonic_ns());
-                            for msg in messages(&buf[..n]) {
-                                let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
-                                m.counters.events += 1;
-                                match convert(msg.kind, msg.payload) {
-                                    Ok(c) => apply(&mut m, cx, c, &mut redump),
-                                    Err(e) => {
-                                        m.counters.parse_errors += 1;
-                                        crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
-                                        bad.push(kind);
+                            truncated += dgrams.truncated;
+                            for dg in dgrams.iter() {
+                                for msg in messages(dg) {
+                                    let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
+                                    m.counters.events += 1;
+                                    match convert(msg.kind, msg.payload) {
+                                        Ok(c) => apply(&mut m, cx, c, &mut redump),
+                                        Err(e) => {
+                                            m.counters.parse_errors += 1;
+                                            crate::log!(
+                                                "unparsable {kind:?} message ({e}): resyncing {kind:?}"
+                                            );
+                                            bad.push(kind);
+                                        }
                                     }
                                 }
                             }
-                            if more == 0 {
+                            taken += dgrams.len();
+                            if taken >= DRAIN {
                                 break;
                             }
-                            match events.get_ref().recv(&mut buf) {
-                                Ok(k) => n = k,
+                            match events.get_ref().recv_many(&mut dgrams) {
+                                Ok(_) => {}
                                 Err(e)
                                     if matches!(
                                         e.kind(),
@@ -896,6 +906,14 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             }
                         }
                     }
+                    if truncated > 0 {
+                        shared.lock().counters.overflows += 1;
+                        crate::warn!(
+                            "{truncated} netlink event datagrams larger than {} KiB were cut: re-dumping everything",
+                            SLOT >> 10
+                        );
+                        redump.extend(Kind::ALL);
+                    }
                     last_wake = Some(Instant::now());
                     shared.notify();
                     if !redump.kinds.is_empty() {
@@ -904,14 +922,14 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     redump.extend(bad);
                     match failed {
                         Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                            overflowed(&shared, &events, &mut buf, &mut redump)
+                            overflowed(&shared, &events, &mut dgrams, &mut redump)
                         }
                         Some(e) => return Err(e),
                         None => {}
                     }
                 }
                 Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                    overflowed(&shared, &events, &mut buf, &mut redump)
+                    overflowed(&shared, &events, &mut dgrams, &mut redump)
                 }
                 Wake::Netlink(Err(e)) => return Err(e),
             }

@@ -141,6 +141,90 @@ impl NlSocket {
     }
 }
 
+/// Event datagrams taken by one [`NlSocket::recv_many`].
+pub const MANY: usize = 16;
+/// Room for one event datagram there. A kernel notification carries one
+/// object (a link's without its VF list); one that does not fit is
+/// reported as truncated, never cut silently.
+pub const SLOT: usize = 64 << 10;
+
+/// Buffers for [`NlSocket::recv_many`].
+pub struct Datagrams {
+    buf: Vec<u8>,
+    lens: [usize; MANY],
+    n: usize,
+    /// Datagrams of the last call that did not fit their slot.
+    pub truncated: usize,
+}
+
+impl Default for Datagrams {
+    fn default() -> Self {
+        Datagrams { buf: vec![0; MANY * SLOT], lens: [0; MANY], n: 0, truncated: 0 }
+    }
+}
+
+impl Datagrams {
+    /// The datagrams of the last call, in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.n).map(|i| &self.buf[i * SLOT..i * SLOT + self.lens[i]])
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl NlSocket {
+    /// Takes up to [`MANY`] datagrams that are queued, in one system call
+    /// (`recvmmsg`), without waiting: `WouldBlock` when none is. Events
+    /// come one per datagram, so this is a system call per [`MANY`]
+    /// events instead of one each.
+    pub fn recv_many(&self, d: &mut Datagrams) -> io::Result<usize> {
+        use nix::libc;
+        d.n = 0;
+        d.truncated = 0;
+        let base = d.buf.as_mut_ptr();
+        let mut iov: [libc::iovec; MANY] = std::array::from_fn(|i| libc::iovec {
+            // SAFETY: i * SLOT is inside buf (MANY * SLOT bytes).
+            iov_base: unsafe { base.add(i * SLOT) }.cast(),
+            iov_len: SLOT,
+        });
+        // SAFETY: all-zero is a valid mmsghdr (null name and control).
+        let mut hdrs: [libc::mmsghdr; MANY] = unsafe { std::mem::zeroed() };
+        for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: MANY headers, each with one iovec into a live buffer of
+        // SLOT bytes; the kernel writes only there.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                MANY as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = r as usize;
+        for (i, h) in hdrs.iter().take(n).enumerate() {
+            d.lens[i] = (h.msg_len as usize).min(SLOT);
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                d.truncated += 1;
+            }
+        }
+        d.n = n;
+        Ok(n)
+    }
+}
+
 /// Splits a datagram into messages; stops at the first malformed header.
 pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
     std::iter::from_fn(move || {
