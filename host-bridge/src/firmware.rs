@@ -823,6 +823,7 @@ fn on_event(shared: &Shared, fw: &FwMaps, data: &[u8]) {
         return;
     };
     let mut m = shared.lock();
+    m.set_read_time(crate::kernel::monotonic_ns());
     match ev.kind {
         FW_EV_REPLACE => match flow_rule(ev.ifindex, &ev.rule) {
             Ok(f) => {
@@ -851,6 +852,7 @@ fn reconcile(shared: &Shared, fw: &FwMaps) -> usize {
     let keys: HashSet<Key> = held.iter().map(|(f, _)| Key::Flow(f.cookie)).collect();
     *fw.kernel_cookies() = held.iter().map(|(f, k)| (f.cookie, *k)).collect();
     let mut m = shared.lock();
+    m.set_read_time(crate::kernel::monotonic_ns());
     let stale = m.select(
         |o| matches!(o, Object::Flow(f) if f.cookie >> 63 == 1 && !keys.contains(&Key::Flow(f.cookie))),
     );

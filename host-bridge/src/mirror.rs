@@ -358,7 +358,13 @@ impl Mirror {
         }
     }
 
+    /// Marks a kernel change pending; it started when it was read.
     fn mark(&mut self, key: Key, upsert: bool) {
+        self.mark_since(key, upsert, self.read_ns)
+    }
+
+    /// Marks `key` pending for a change that started at `start` (0: now).
+    fn mark_since(&mut self, key: Key, upsert: bool, start: u64) {
         let p = match self.pending.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 self.counters.collapsed += 1;
@@ -367,7 +373,13 @@ impl Mirror {
                 p
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                let since = if self.latency.is_some() { crate::kernel::monotonic_ns() } else { 0 };
+                // The read time of the event stands for its start (no
+                // clock read per event); a tap's change has none.
+                let since = match (&self.latency, start) {
+                    (None, _) => 0,
+                    (Some(_), 0) => crate::kernel::monotonic_ns(),
+                    (Some(_), t) => t,
+                };
                 e.insert(Pending { upsert, in_ups: false, in_downs: false, since })
             }
         };
@@ -695,7 +707,7 @@ impl Mirror {
                     any -= 1;
                 }
                 self.counters.retried += 1;
-                self.mark(k, true);
+                self.mark_since(k, true, 0);
             }
         }
         if freed.deps && !self.dep_waits.is_empty() {
@@ -703,7 +715,7 @@ impl Mirror {
             for k in keys {
                 if self.shadow.contains_key(&k) && !self.pending.contains_key(&k) {
                     self.counters.retried += 1;
-                    self.mark(k, true);
+                    self.mark_since(k, true, 0);
                 }
             }
         }
