@@ -158,7 +158,8 @@ impl Shadow {
     }
 
     /// Slots allocated over all shards (for tests of the growth).
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.shards.iter().map(|t| t.capacity()).sum()
     }
 }

@@ -153,7 +153,8 @@ pub struct Datagrams {
     buf: Vec<u8>,
     lens: [usize; MANY],
     n: usize,
-    /// Datagrams of the last call that did not fit their slot.
+    /// Datagrams of the last call that did not fit their slot: they are
+    /// left empty in [`Datagrams::iter`], never parsed from cut bytes.
     pub truncated: usize,
 }
 
@@ -215,10 +216,12 @@ impl NlSocket {
         }
         let n = r as usize;
         for (i, h) in hdrs.iter().take(n).enumerate() {
-            d.lens[i] = (h.msg_len as usize).min(SLOT);
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            d.lens[i] = if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 d.truncated += 1;
-            }
+                0
+            } else {
+                h.msg_len as usize
+            };
         }
         d.n = n;
         Ok(n)
@@ -269,4 +272,36 @@ pub fn error_code(payload: &[u8]) -> i32 {
         return -nix::libc::EINVAL;
     }
     i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, SockFlag, SockType};
+
+    #[test]
+    fn recv_many_takes_what_is_queued_and_empties_a_cut_datagram() {
+        let (a, b) = socketpair(AddressFamily::Unix, SockType::Datagram, None, SockFlag::SOCK_CLOEXEC)
+            .expect("socketpair");
+        let sock = NlSocket { fd: b, seq: 0 };
+        let mut d = Datagrams::default();
+        let e = sock.recv_many(&mut d).expect_err("nothing queued");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let big = vec![7u8; SLOT + 1];
+        for m in [&b"one"[..], &big[..], &b"three"[..]] {
+            send(a.as_raw_fd(), m, MsgFlags::empty()).expect("send");
+        }
+        assert_eq!(sock.recv_many(&mut d).expect("three queued"), 3);
+        assert_eq!(d.truncated, 1);
+        let got: Vec<&[u8]> = d.iter().collect();
+        assert_eq!(got, vec![&b"one"[..], &b""[..], &b"three"[..]]);
+        // More than MANY queued: MANY now, the rest next time.
+        for i in 0..MANY + 2 {
+            send(a.as_raw_fd(), &[i as u8], MsgFlags::empty()).expect("send");
+        }
+        assert_eq!(sock.recv_many(&mut d).expect("a full batch"), MANY);
+        assert_eq!((d.truncated, d.iter().next()), (0, Some(&[0u8][..])));
+        assert_eq!(sock.recv_many(&mut d).expect("the rest"), 2);
+        assert_eq!(d.iter().last(), Some(&[MANY as u8 + 1][..]));
+    }
 }
