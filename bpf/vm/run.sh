@@ -117,22 +117,44 @@ for d in ${rwdirs[@]+"${rwdirs[@]}"}; do rw+=(--rwdir "$(realpath "$d")"); done
 
 echo "vm: booting $kernel (out: $out)" >&2
 start=$(date +%s.%N)
-# A boot that fails before the guest script starts (vng exits without the
-# script having written anything) is retried once: seen about once in ten
-# back-to-back boots under TCG, never with the script running. A script
-# that started is never retried.
-for attempt in 1 2; do
+# A boot that fails before the guest script starts is retried, twice at
+# most: either vng exits without the script having written anything (seen
+# about once in ten back-to-back boots under TCG), or the boot hangs and
+# the script has not started within VM_BOOT_LIMIT seconds (default 300;
+# a boot takes 8 to 40 s here; a CI run once sat 1800 s on a boot that
+# printed nothing). A script that started is never retried.
+boot_limit=${VM_BOOT_LIMIT:-300}
+for attempt in 1 2 3; do
 	rm -f "$out/output.log"
 	set +e
 	timeout -k 15 "$timeout_s" "$vng" -r "$kernel" --disable-kvm --user root \
 		--name "$name" --memory "$memory" --cpus "$cpus" "${rw[@]}" \
-		${vng_args[@]+"${vng_args[@]}"} --exec "$out/guest.sh" </dev/null
+		${vng_args[@]+"${vng_args[@]}"} --exec "$out/guest.sh" </dev/null &
+	vng_pid=$!
+	hung=0
+	for ((waited = 0; ; waited++)); do
+		[ -f "$out/output.log" ] && break
+		kill -0 "$vng_pid" 2>/dev/null || break
+		if [ "$waited" -ge "$boot_limit" ]; then
+			hung=1
+			# timeout passes the signal on to vng's process group.
+			kill -TERM "$vng_pid" 2>/dev/null
+			break
+		fi
+		sleep 1
+	done
+	wait "$vng_pid"
 	vng_rc=$?
 	set -e
-	if [ -f "$out/rc" ] || [ -f "$out/output.log" ] || [ $vng_rc = 124 ] || [ $vng_rc = 137 ]; then
+	if [ $hung = 0 ] && { [ -f "$out/rc" ] || [ -f "$out/output.log" ] || [ $vng_rc = 124 ] ||
+		[ $vng_rc = 137 ]; }; then
 		break
 	fi
-	echo "vm: the guest did not start the script (vng exit $vng_rc, attempt $attempt)" >&2
+	if [ $hung = 1 ]; then
+		echo "vm: the guest did not start the script within ${boot_limit}s (attempt $attempt)" >&2
+	else
+		echo "vm: the guest did not start the script (vng exit $vng_rc, attempt $attempt)" >&2
+	fi
 done
 secs=$(printf '%.1f' "$(echo "$(date +%s.%N) - $start" | bc)")
 
@@ -141,8 +163,13 @@ fail() {
 	exit "$status"
 }
 
-if [ $vng_rc = 124 ] || [ $vng_rc = 137 ]; then
+if [ $vng_rc = 124 ] || [ $vng_rc = 137 ] || [ $hung = 1 ]; then
 	status=124
+	if [ -s "$out/output.log" ]; then
+		echo "vm: the script's last lines:" >&2
+		tail -n 20 "$out/output.log" >&2
+	fi
+	[ $hung = 1 ] && fail "no boot in ${attempt} attempts"
 	fail "timed out after ${timeout_s}s"
 fi
 if [ ! -f "$out/rc" ]; then
