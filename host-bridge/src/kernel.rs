@@ -27,7 +27,7 @@ use crate::netlink::socket::{
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
 use crate::qualified;
-use dpu_wire::{Key, LinkKind, Object, OperState, Path, Route, RouteNexthops, MAX_PATHS};
+use dpu_wire::{Key, LinkKind, Object, OperState, Route, RouteKey, RouteNexthops};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smol::Async;
 use std::collections::HashMap;
@@ -316,7 +316,16 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
         }
     }
     if kinds.contains(&Kind::Route) {
-        m.quals.fold(&mut fresh);
+        for k in m.quals.fold(&mut fresh) {
+            let n = m.quals.hidden_at(&k).len();
+            let k = Key::Route(k);
+            match before.remove(&k) {
+                Some(old) if old.ends_with(qualified::SHARED_WHY) => {
+                    m.not_offloaded.insert(k, format!("{n} routes: {}", qualified::SHARED_WHY).into());
+                }
+                _ => note_not_offloaded(&mut m, k, format!("{n} routes: {}", qualified::SHARED_WHY)),
+            }
+        }
     }
     m.reconcile(kinds, fresh);
     drop(m);
@@ -369,25 +378,6 @@ fn dead_with(m: &Mirror, ifindex: u32) -> Vec<Key> {
     })
 }
 
-/// What an IPv6 sibling delete leaves of a route: `None` when no path is
-/// left (or the route is not a set of siblings).
-fn paths_left(have: &Route, gone: &Route) -> Option<Route> {
-    let (RouteNexthops::Paths(paths), RouteNexthops::Paths(named)) = (&have.nexthops, &gone.nexthops) else {
-        // Mirrored through a nexthop object, or without nexthops: not a
-        // set of siblings.
-        return None;
-    };
-    let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
-    let left: heapless::Vec<Path, MAX_PATHS> =
-        paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
-    if left.is_empty() {
-        return None;
-    }
-    let mut r = have.clone();
-    r.nexthops = RouteNexthops::Paths(left);
-    Some(r)
-}
-
 /// Records an object the DPU cannot represent exactly: counted, listed in
 /// status, logged the first time its key is refused (and at powers of two
 /// of the count, so that a flood shows without flooding the log).
@@ -429,28 +419,57 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
         // A plain route of a trapped prefix stays off the DPU (see
         // qualified.rs): its changes go to the hidden copy.
         Change::Upsert(Object::Route(r)) if m.quals.trapped(r.key.table, r.key.dst) => {
-            m.not_offloaded.remove(&Key::Route(r.key));
-            m.quals.hidden.insert(r.key, r);
+            let k = r.key;
+            m.quals.replace_hidden(r);
+            hidden_changed(m, cx, k, redump);
         }
-        Change::Delete(Key::Route(k)) if m.quals.trapped(k.table, k.dst) => {
-            m.not_offloaded.remove(&Key::Route(k));
-            m.quals.hidden.remove(&k);
+        Change::Add(r) if m.quals.trapped(r.key.table, r.key.dst) => {
+            let k = r.key;
+            m.quals.add_hidden(r);
+            hidden_changed(m, cx, k, redump);
         }
-        Change::DeletePaths(gone) if m.quals.trapped(gone.key.table, gone.key.dst) => {
-            if let Some(have) = m.quals.hidden.get(&gone.key) {
-                match paths_left(have, &gone) {
-                    Some(left) => {
-                        m.quals.hidden.insert(gone.key, left);
-                    }
-                    None => {
-                        m.quals.hidden.remove(&gone.key);
-                    }
+        Change::Add(r) => {
+            let key = Key::Route(r.key);
+            let t = qualified::trap(r.key.table, r.key.dst);
+            match m.get(&key) {
+                Some(Object::Route(have))
+                    if !qualified::same_route(&have, &r) && offloaded(m, cfg, &Object::Route(t)) =>
+                {
+                    // A second route of the key: the prefix is trapped.
+                    let k = r.key;
+                    trap_prefix(m, k.table, k.dst);
+                    m.quals.add_hidden(r);
+                    hidden_changed(m, cx, k, redump);
                 }
+                _ => apply(m, cx, Change::Upsert(Object::Route(r)), redump),
             }
         }
+        Change::Delete(Key::Route(k)) if m.quals.trapped(k.table, k.dst) => {
+            if m.quals.hidden_at(&k).len() > 1 {
+                // Routes share the key, and the delete does not say which
+                // one went (every path dead, or a route without paths):
+                // the dump does.
+                m.counters.redumps += 1;
+                redump.push(Kind::Route);
+                return;
+            }
+            m.quals.remove_hidden(&k);
+            hidden_changed(m, cx, k, redump);
+        }
+        Change::DeletePaths(gone) if m.quals.trapped(gone.key.table, gone.key.dst) => {
+            let k = gone.key;
+            m.quals.delete_hidden(&gone);
+            hidden_changed(m, cx, k, redump);
+        }
         Change::NotOffloaded(Key::Route(k), why) if m.quals.trapped(k.table, k.dst) => {
-            m.quals.hidden.remove(&k);
+            if m.quals.hidden_at(&k).len() > 1 {
+                m.counters.redumps += 1;
+                redump.push(Kind::Route);
+                return;
+            }
+            m.quals.remove_hidden(&k);
             note_not_offloaded(m, Key::Route(k), why);
+            hidden_changed(m, cx, k, redump);
         }
         Change::Qualified { key, paths, new } => {
             let (table, dst) = (key.key.table, key.key.dst);
@@ -469,15 +488,7 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                 return;
             }
             if new {
-                // Trapped now: the plain routes leave the DPU, the trap
-                // takes the prefix.
-                for k in qualified::route_keys(m.keys().copied(), table, dst) {
-                    if let Some(Object::Route(r)) = m.get(&Key::Route(k)) {
-                        m.quals.hidden.insert(k, r);
-                    }
-                    m.delete(&Key::Route(k));
-                }
-                m.upsert(Object::Route(t));
+                trap_prefix(m, table, dst);
             } else {
                 m.delete(&Key::Route(t.key));
                 for r in m.quals.unhide(table, dst) {
@@ -591,19 +602,66 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
             m.delete(&k);
             note_not_offloaded(m, k, why);
         }
+        // An IPv4 delete takes the route of its key (its paths name it
+        // only where routes share the key: handled above).
+        Change::DeletePaths(gone) if gone.key.dst.family() == dpu_wire::Family::V4 => {
+            apply(m, cx, Change::Delete(Key::Route(gone.key)), redump)
+        }
         Change::DeletePaths(gone) => {
             let key = Key::Route(gone.key);
             let Some(Object::Route(have)) = m.get(&key) else { return };
-            match paths_left(&have, &gone) {
+            match qualified::paths_left(&have, &gone) {
                 None => m.delete(&key),
                 Some(left) if left != have => apply(m, cx, Change::Upsert(Object::Route(left)), redump),
-                // The kernel deleted a path the mirror does not hold (two
-                // single-path routes with one key, see the route key).
+                // The kernel deleted a path the mirror does not hold.
                 Some(_) => {}
             }
         }
         Change::Redump(k) => redump.push(k),
         Change::Ignore => {}
+    }
+}
+
+/// A new route that replaces none (no `NLM_F_REPLACE`) is added beside
+/// the kernel's others of its key: [`Change::Add`].
+fn beside(c: Change, flags: u16) -> Change {
+    const NLM_F_REPLACE: u16 = 0x100;
+    match c {
+        Change::Upsert(Object::Route(r)) if flags & NLM_F_REPLACE == 0 => Change::Add(r),
+        c => c,
+    }
+}
+
+/// Traps a prefix: its plain routes leave the DPU for the hidden copy,
+/// and the trap entry takes the prefix (see qualified.rs).
+fn trap_prefix(m: &mut Mirror, table: u32, dst: dpu_wire::Prefix) {
+    for k in qualified::route_keys(m.keys().copied(), table, dst) {
+        if let Some(Object::Route(r)) = m.get(&Key::Route(k)) {
+            m.quals.hide(r);
+        }
+        m.delete(&Key::Route(k));
+    }
+    m.upsert(Object::Route(qualified::trap(table, dst)));
+}
+
+/// After a change to the hidden routes of `k`: a shared key is listed as
+/// not offloaded (logged when it becomes shared), a key held once is not,
+/// and a prefix no longer trapped gets its routes back on the DPU.
+fn hidden_changed(m: &mut Mirror, cx: Ctx, k: RouteKey, redump: &mut Todo) {
+    let key = Key::Route(k);
+    let n = m.quals.hidden_at(&k).len();
+    let shared_note = m.not_offloaded.get(&key).is_some_and(|w| w.ends_with(qualified::SHARED_WHY));
+    if n > 1 && !shared_note {
+        note_not_offloaded(m, key, format!("{n} routes: {}", qualified::SHARED_WHY));
+    } else if n == 1 || (n == 0 && shared_note) {
+        m.not_offloaded.remove(&key);
+    }
+    // Called for prefixes trapped before the change.
+    if !m.quals.trapped(k.table, k.dst) {
+        m.delete(&Key::Route(qualified::trap(k.table, k.dst).key));
+        for r in m.quals.unhide(k.table, k.dst) {
+            apply(m, cx, Change::Upsert(Object::Route(r)), redump);
+        }
     }
 }
 
@@ -688,6 +746,12 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
     };
     for k in keys {
         if m.get(&k).is_none() {
+            if matches!(&k, Key::Route(r) if !m.quals.hidden_at(r).is_empty()) {
+                // A hidden route of a trapped prefix (its key maybe
+                // shared): the dump tells which one went.
+                m.counters.redumps += 1;
+                redump.push(Kind::Route);
+            }
             continue;
         }
         if raced(m, &k, ts) {
@@ -873,7 +937,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                                     let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
                                     m.counters.events += 1;
                                     match convert(msg.kind, msg.payload) {
-                                        Ok(c) => apply(&mut m, cx, c, &mut redump),
+                                        Ok(c) => apply(&mut m, cx, beside(c, msg.flags), &mut redump),
                                         Err(e) => {
                                             m.counters.parse_errors += 1;
                                             crate::log!(

@@ -1,5 +1,5 @@
 //! Routes the DPU cannot match exactly: qualified by more than their
-//! destination.
+//! destination, or sharing their key with another route.
 //!
 //! The kernel keys an IPv4 route by (table, dst, TOS, metric) and an IPv6
 //! route by (table, dst, source prefix, metric); the DPU's route tables
@@ -14,17 +14,29 @@
 //! trapped prefix are kept here, off the DPU, and go back once the last
 //! qualified route of the prefix goes.
 //!
+//! Routes also share a key: an address in one subnet on two links gives
+//! two prefix routes of one (table, dst, metric), one per device, and
+//! `ip route append` adds more. The kernel keeps them all and chooses per
+//! lookup (IPv4: the first whose nexthop is alive; IPv6: by the nexthop's
+//! neighbour state, round robin among equals), which no table entry of
+//! the DPU can follow. A shared key traps its prefix the same way, for as
+//! long as two live routes share it.
+//!
 //! ```text
 //! netlink ─▶ convert (Change::Qualified) ─▶ Quals ─▶ trap entry in the mirror
+//!            a second route of a key     ─▶ Quals::hidden (shared) ─▶ trap
 //!                 plain routes of a trapped prefix ─▶ Quals::hidden
 //! ```
 
 use crate::mirror::HashMap;
 use crate::netlink::convert::QualKey;
-use dpu_wire::{Family, Ip, Key, Object, Prefix, Route, RouteKey, RouteNexthops, RouteType};
+use dpu_wire::{Family, Ip, Key, Object, Path, Prefix, Route, RouteKey, RouteNexthops, RouteType, MAX_PATHS};
 
 /// The paths of one qualified route: (ifindex, gateway).
 pub type QualPaths = Vec<(u32, Option<Ip>)>;
+
+/// What status and the log say of a shared key.
+pub const SHARED_WHY: &str = "routes through other devices or gateways share its table, prefix and metric, and the kernel chooses among them per lookup: its prefix is trapped to the host";
 
 /// Qualified routes and the prefixes they trap.
 #[derive(Default)]
@@ -33,8 +45,10 @@ pub struct Quals {
     /// the kernel announced for each (an IPv6 route's siblings come and go
     /// one by one).
     by_prefix: HashMap<(u32, Prefix), HashMap<QualKey, QualPaths>>,
-    /// Plain routes of trapped prefixes, kept off the DPU.
-    pub hidden: HashMap<RouteKey, Route>,
+    /// Plain routes of trapped prefixes, kept off the DPU: per prefix and
+    /// key, the kernel's routes of that key in its order, more than one
+    /// where routes share the key.
+    hidden: HashMap<(u32, Prefix), HashMap<RouteKey, Vec<Route>>>,
 }
 
 /// The DPU's entry for a trapped prefix: deliver to the host.
@@ -49,9 +63,48 @@ pub fn trap(table: u32, dst: Prefix) -> Route {
     }
 }
 
+/// Whether two routes of one key are one kernel route, the second a later
+/// version of the first: a path in common (an IPv6 route grows sibling
+/// by sibling), the same nexthop object, or the same type without paths.
+/// Otherwise they are two routes sharing the key.
+pub fn same_route(a: &Route, b: &Route) -> bool {
+    match (&a.nexthops, &b.nexthops) {
+        (RouteNexthops::Paths(x), RouteNexthops::Paths(y)) => {
+            x.iter().any(|p| y.iter().any(|q| p.ifindex == q.ifindex && p.gateway == q.gateway))
+        }
+        (RouteNexthops::Object(x), RouteNexthops::Object(y)) => x == y,
+        (RouteNexthops::None, RouteNexthops::None) => a.kind == b.kind,
+        _ => false,
+    }
+}
+
+/// What an IPv6 sibling delete leaves of a route: `None` when no path is
+/// left (or the route is not a set of siblings).
+pub fn paths_left(have: &Route, gone: &Route) -> Option<Route> {
+    let (RouteNexthops::Paths(paths), RouteNexthops::Paths(named)) = (&have.nexthops, &gone.nexthops) else {
+        // Mirrored through a nexthop object, or without nexthops: not a
+        // set of siblings.
+        return None;
+    };
+    let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
+    let left: heapless::Vec<Path, MAX_PATHS> =
+        paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
+    if left.is_empty() {
+        return None;
+    }
+    let mut r = have.clone();
+    r.nexthops = RouteNexthops::Paths(left);
+    Some(r)
+}
+
 impl Quals {
     pub fn trapped(&self, table: u32, dst: Prefix) -> bool {
-        self.by_prefix.contains_key(&(table, dst))
+        if self.by_prefix.is_empty() && self.hidden.is_empty() {
+            return false; // the common case, on the per-event path
+        }
+        let p = (table, dst);
+        self.by_prefix.contains_key(&p)
+            || self.hidden.get(&p).is_some_and(|m| m.values().any(|v| v.len() > 1))
     }
 
     /// Number of qualified routes.
@@ -65,7 +118,27 @@ impl Quals {
 
     /// Number of trapped prefixes.
     pub fn prefixes(&self) -> usize {
-        self.by_prefix.len()
+        let shared = self
+            .hidden
+            .iter()
+            .filter(|(p, m)| !self.by_prefix.contains_key(p) && m.values().any(|v| v.len() > 1))
+            .count();
+        self.by_prefix.len() + shared
+    }
+
+    /// Number of plain routes kept off the DPU.
+    pub fn hidden_len(&self) -> usize {
+        self.hidden.values().flat_map(|m| m.values()).map(|v| v.len()).sum()
+    }
+
+    /// Every key that routes share, with its routes, for status.
+    pub fn shared(&self) -> impl Iterator<Item = (&RouteKey, &Vec<Route>)> + '_ {
+        self.hidden.values().flat_map(|m| m.iter()).filter(|(_, v)| v.len() > 1)
+    }
+
+    /// The hidden routes of `k`.
+    pub fn hidden_at(&self, k: &RouteKey) -> &[Route] {
+        self.hidden.get(&(k.table, k.dst)).and_then(|m| m.get(k)).map_or(&[], |v| v.as_slice())
     }
 
     /// Every qualified route, for status.
@@ -77,7 +150,7 @@ impl Quals {
     /// between trapped and not.
     pub fn change(&mut self, key: QualKey, paths: QualPaths, new: bool) -> bool {
         let p = (key.key.table, key.key.dst);
-        let was = self.by_prefix.contains_key(&p);
+        let was = self.trapped(p.0, p.1);
         if new {
             let routes = self.by_prefix.entry(p).or_default();
             let have = routes.entry(key).or_default();
@@ -108,7 +181,66 @@ impl Quals {
                 self.by_prefix.remove(&p);
             }
         }
-        was != self.by_prefix.contains_key(&p)
+        was != self.trapped(p.0, p.1)
+    }
+
+    /// Keeps a route off the DPU, after those of its key.
+    pub fn hide(&mut self, r: Route) {
+        self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default().push(r);
+    }
+
+    /// A hidden route replaced (`NLM_F_REPLACE`): the kernel replaces the
+    /// first route of the key.
+    pub fn replace_hidden(&mut self, r: Route) {
+        let v = self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default();
+        match v.first_mut() {
+            Some(first) => *first = r,
+            None => v.push(r),
+        }
+    }
+
+    /// A route added beside the key's others: a later version of one of
+    /// them, or one more. True when the key is shared now.
+    pub fn add_hidden(&mut self, r: Route) -> bool {
+        let v = self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default();
+        match v.iter_mut().find(|h| same_route(h, &r)) {
+            Some(h) => *h = r,
+            None => v.push(r),
+        }
+        v.len() > 1
+    }
+
+    /// Forgets the hidden routes of `k`.
+    pub fn remove_hidden(&mut self, k: &RouteKey) {
+        let p = (k.table, k.dst);
+        if let Some(m) = self.hidden.get_mut(&p) {
+            m.remove(k);
+            if m.is_empty() {
+                self.hidden.remove(&p);
+            }
+        }
+    }
+
+    /// A hidden route's delete, which names its paths (an IPv6 delete may
+    /// name some siblings only): the first route with a path named loses
+    /// them, and goes when none is left. An IPv4 delete of a key held once
+    /// takes that route whatever it names.
+    pub fn delete_hidden(&mut self, gone: &Route) {
+        let k = gone.key;
+        let Some(v) = self.hidden.get_mut(&(k.table, k.dst)).and_then(|m| m.get_mut(&k)) else { return };
+        match v.iter().position(|h| same_route(h, gone)) {
+            Some(i) => match paths_left(&v[i], gone) {
+                Some(left) => v[i] = left,
+                None => {
+                    v.remove(i);
+                }
+            },
+            None if v.len() == 1 && k.dst.family() == Family::V4 => v.clear(),
+            None => {}
+        }
+        if v.is_empty() {
+            self.remove_hidden(&k);
+        }
     }
 
     /// Forgets every qualified and hidden route (before a route re-dump).
@@ -117,28 +249,50 @@ impl Quals {
         self.hidden.clear();
     }
 
-    /// Folds a route dump: the plain routes of trapped prefixes move to
-    /// `hidden`, and each trapped prefix gets its trap entry.
-    pub fn fold(&mut self, fresh: &mut Vec<Object>) {
-        let hidden = &mut self.hidden;
-        let by_prefix = &self.by_prefix;
+    /// Folds a route dump: routes that share a key, and the plain routes
+    /// of trapped prefixes, move to `hidden`, and each trapped prefix gets
+    /// its trap entry. Returns the shared keys.
+    ///
+    /// The kernel dumps the routes of one key one after another (IPv4: a
+    /// trie leaf's aliases in order; IPv6: a node's routes by metric), so
+    /// a shared key shows as the same key twice in a row: no set of every
+    /// dumped key is built for it.
+    pub fn fold(&mut self, fresh: &mut Vec<Object>) -> Vec<RouteKey> {
+        let mut shared = Vec::new();
+        let mut prev: Option<RouteKey> = None;
+        for o in fresh.iter() {
+            let Object::Route(r) = o else { continue };
+            if prev == Some(r.key) && shared.last() != Some(&r.key) {
+                shared.push(r.key);
+            }
+            prev = Some(r.key);
+        }
+        let mut trapped: Vec<(u32, Prefix)> = self.by_prefix.keys().copied().collect();
+        trapped.extend(shared.iter().map(|k| (k.table, k.dst)));
+        trapped.sort_unstable();
+        trapped.dedup();
+        let set: std::collections::HashSet<(u32, Prefix)> = trapped.iter().copied().collect();
+        let mut taken = Vec::new();
         fresh.retain(|o| match o {
-            Object::Route(r) if by_prefix.contains_key(&(r.key.table, r.key.dst)) => {
-                hidden.insert(r.key, r.clone());
+            Object::Route(r) if set.contains(&(r.key.table, r.key.dst)) => {
+                taken.push(r.clone());
                 false
             }
             _ => true,
         });
-        for &(table, dst) in by_prefix.keys() {
+        for r in taken {
+            self.hide(r);
+        }
+        for (table, dst) in trapped {
             fresh.push(Object::Route(trap(table, dst)));
         }
+        shared
     }
 
-    /// The hidden routes of one prefix, taken out (it is no longer trapped).
+    /// The hidden routes of one prefix, taken out (it is no longer
+    /// trapped: one route per key).
     pub fn unhide(&mut self, table: u32, dst: Prefix) -> Vec<Route> {
-        let keys: Vec<RouteKey> =
-            self.hidden.keys().filter(|k| k.table == table && k.dst == dst).copied().collect();
-        keys.iter().filter_map(|k| self.hidden.remove(k)).collect()
+        self.hidden.remove(&(table, dst)).into_iter().flat_map(|m| m.into_values()).flatten().collect()
     }
 }
 
@@ -210,8 +364,72 @@ mod tests {
         let mut fresh = vec![plain(dst, 0), plain(dst, 7), plain(other, 0)];
         s.fold(&mut fresh);
         assert_eq!(fresh, vec![plain(other, 0), Object::Route(trap(254, dst))]);
-        assert_eq!(s.hidden.len(), 2);
+        assert_eq!(s.hidden_len(), 2);
         assert_eq!(s.unhide(254, dst).len(), 2);
         assert!(s.hidden.is_empty());
+    }
+
+    fn dev_route(dst: Prefix, ifindex: u32, gateway: Option<Ip>) -> Route {
+        let mut p = heapless::Vec::new();
+        let _ = p.push(Path { ifindex, gateway, weight: 1, onlink: false });
+        Route {
+            key: RouteKey { table: 254, dst, metric: 0, ifindex: 0 },
+            kind: RouteType::Unicast,
+            protocol: 2,
+            scope: 253,
+            nexthops: RouteNexthops::Paths(p),
+        }
+    }
+
+    #[test]
+    fn a_dump_traps_a_shared_key() {
+        let mut s = Quals::default();
+        let dst = Prefix::new(Ip::V4([10, 9, 0, 0]), 24);
+        let other = Prefix::new(Ip::V4([10, 8, 0, 0]), 24);
+        let (a, b) = (dev_route(dst, 2, None), dev_route(dst, 3, None));
+        let mut at7 = dev_route(dst, 2, None);
+        at7.key.metric = 7;
+        let lone = dev_route(other, 2, None);
+        let mut fresh: Vec<Object> =
+            [&at7, &a, &b, &lone].into_iter().map(|r| Object::Route(r.clone())).collect();
+        assert_eq!(s.fold(&mut fresh), vec![a.key]);
+        assert_eq!(fresh, vec![Object::Route(lone), Object::Route(trap(254, dst))]);
+        assert!(s.trapped(254, dst) && !s.trapped(254, other));
+        assert_eq!((s.prefixes(), s.hidden_len(), s.shared().count()), (1, 3, 1));
+        assert_eq!(s.hidden_at(&a.key), [a.clone(), b.clone()]);
+    }
+
+    #[test]
+    fn a_shared_key_traps_until_one_route_is_left() {
+        let mut s = Quals::default();
+        let dst = Prefix::new(Ip::V6([0x20, 1, 0xd, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 64);
+        let gw = |b| Some(Ip::V6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b]));
+        let (a, b) = (dev_route(dst, 2, None), dev_route(dst, 3, None));
+        s.hide(a.clone());
+        assert!(!s.trapped(254, dst), "one route of a key: no trap of its own");
+        assert!(s.add_hidden(b.clone()), "a second device: shared");
+        assert!(s.trapped(254, dst));
+        // A later version of the route through device 3 is that route.
+        let mut b2 = b.clone();
+        b2.protocol = 4;
+        assert!(s.add_hidden(b2.clone()));
+        assert_eq!(s.hidden_at(&a.key), [a.clone(), b2.clone()]);
+        // The delete names its device: that route goes, the other stays.
+        s.delete_hidden(&a);
+        assert!(!s.trapped(254, dst));
+        assert_eq!(s.unhide(254, dst), vec![b2]);
+        // Two IPv6 router routes with one key (RA routes are not
+        // siblings): the delete of one gateway takes that one only.
+        let (r1, r2) = (dev_route(dst, 2, gw(1)), dev_route(dst, 2, gw(2)));
+        s.hide(r1.clone());
+        assert!(s.add_hidden(r2.clone()));
+        s.delete_hidden(&r2);
+        assert_eq!(s.hidden_at(&r1.key), std::slice::from_ref(&r1));
+        // A replace takes the first route's place.
+        s.replace_hidden(r2.clone());
+        assert_eq!(s.hidden_at(&r1.key), std::slice::from_ref(&r2));
+        // An IPv6 delete naming a path the key does not hold is nothing.
+        s.delete_hidden(&r1);
+        assert_eq!(s.hidden_len(), 1);
     }
 }

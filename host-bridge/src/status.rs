@@ -147,7 +147,8 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
             "vlans": count(Kind::Vlan), "flows": count(Kind::Filter), "settings": count(Kind::Setting),
             "refused": m.refused.len(), "waiting_for_room": m.waiting_for_room(),
             "not_offloaded": m.not_offloaded.len(), "qualified_routes": m.quals.len(),
-            "trapped_prefixes": m.quals.prefixes(), "hidden_routes": m.quals.hidden.len(),
+            "trapped_prefixes": m.quals.prefixes(), "hidden_routes": m.quals.hidden_len(),
+            "shared_keys": m.quals.shared().count(),
         },
         "dpu": {
             "connected": d.connected,

@@ -139,6 +139,10 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
     // Prefixes with a route qualified by TOS or source prefix, which the
     // DPU cannot match on: trapped to the host while one exists.
     let mut trapped = BTreeSet::new();
+    // Routes per (table, dst, metric, ingress device of a link-local
+    // route): two live routes of one key (an address in one subnet on two
+    // links, `ip route append`) trap their prefix too.
+    let mut per_key: HashMap<(u32, String, u32, String), u32> = HashMap::new();
     for (fam, v6) in [("-4", false), ("-6", true)] {
         for r in json(ns, &[fam, "route", "show", "table", "all"]).as_array().into_iter().flatten() {
             // A route through a blackhole nexthop object shows as a
@@ -196,6 +200,18 @@ pub fn kernel_routes(ns: &str) -> BTreeSet<RouteRow> {
             }
             hops.sort();
             let metric = r["metric"].as_u64().unwrap_or(0) as u32;
+            let per_device = v6
+                && dst.starts_with("fe80:")
+                && matches!(kind, "unicast" | "local")
+                && mp.is_none()
+                && r["nhid"].is_null();
+            let dev_key =
+                if per_device { r["dev"].as_str().unwrap_or("").to_string() } else { String::new() };
+            let n = per_key.entry((table, dst.clone(), metric, dev_key)).or_default();
+            *n += 1;
+            if *n > 1 {
+                trapped.insert((table, dst.clone()));
+            }
             out.insert((table, dst, metric, kind.to_string(), hops));
         }
     }

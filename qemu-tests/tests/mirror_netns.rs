@@ -477,6 +477,63 @@ fn nothing_is_approximated() {
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 
+/// Routes that share a key: an address in one subnet on two links gives
+/// two prefix routes of one (table, dst, metric), and `ip route append`
+/// adds more. The kernel chooses among them per lookup, so the prefix is
+/// trapped to the host while two share it, listed as not offloaded; when
+/// one goes, the other is on the DPU, exactly. Found by a dump as well as
+/// by events.
+#[test]
+fn shared_keys_trap_their_prefix() {
+    let mut s = Setup::new("shared", 32 << 20);
+    s.sh(TOPOLOGY);
+    // Found by the first dump: 2001:db8:9::/64 on v0 and w0.
+    s.sh("ip -6 addr add 2001:db8:9::1/64 dev v0 nodad; ip -6 addr add 2001:db8:9::2/64 dev w0 nodad");
+    s.start_agent();
+    s.start_bridge();
+    s.converge(30);
+    let kind_of = |dst: &str| -> Vec<(u32, String)> {
+        hw_routes(&s.hw()).into_iter().filter(|r| r.1 == dst).map(|r| (r.2, r.3)).collect()
+    };
+    assert_eq!(kind_of("2001:db8:9::/64"), vec![(0, "local".to_string())], "dumped: trapped");
+    // By events: one IPv4 subnet on both links, and appended device and
+    // gateway routes.
+    s.sh("ip addr add 203.0.113.1/24 dev v0; ip addr add 203.0.113.2/24 dev w0; \
+          ip route append 10.200.0.0/16 dev v0; ip route append 10.200.0.0/16 dev w0; \
+          ip -6 route append 2001:db8:70::/64 dev v0; ip -6 route append 2001:db8:70::/64 dev w0; \
+          ip route add 10.201.0.0/16 via 192.0.2.254 dev v0 metric 5; \
+          ip route append 10.201.0.0/16 via 198.51.100.254 dev w0 metric 5");
+    s.converge(20);
+    for dst in ["203.0.113.0/24", "10.200.0.0/16", "2001:db8:70::/64", "10.201.0.0/16"] {
+        assert_eq!(kind_of(dst), vec![(0, "local".to_string())], "{dst} trapped");
+    }
+    let out = Command::new(host_bridge_bin())
+        .args(["status", "--json", "--status", &s.dir.join("status.sock").display().to_string()])
+        .output()
+        .expect("status");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(v["mirror"]["shared_keys"], 5, "{}", v["mirror"]);
+    let listed = v["not_offloaded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["why"].as_str().is_some_and(|w| w.contains("share its table, prefix and metric")));
+    assert_eq!(listed.count(), 5, "{}", v["not_offloaded"]);
+    // One of each goes: the other is the DPU's route again.
+    s.sh("ip -6 addr del 2001:db8:9::1/64 dev v0; ip addr del 203.0.113.1/24 dev v0; \
+          ip route del 10.200.0.0/16 dev w0; ip -6 route del 2001:db8:70::/64 dev v0; \
+          ip route del 10.201.0.0/16 via 192.0.2.254 dev v0 metric 5");
+    s.converge(20);
+    for dst in ["2001:db8:9::/64", "203.0.113.0/24", "10.200.0.0/16", "2001:db8:70::/64", "10.201.0.0/16"] {
+        let k = kind_of(dst);
+        assert!(k.len() == 1 && k[0].1 == "unicast", "{dst} back as a plain route: {k:?}");
+    }
+    // A restart finds none shared any more, and the same hardware.
+    s.start_bridge();
+    s.converge(20);
+    let _ = std::fs::remove_dir_all(&s.dir);
+}
+
 /// IPv6 link-local routes: the kernel holds `fe80::/64` once per device,
 /// with one prefix and metric. Each is mirrored under its own key, and the
 /// DPU's entry names its device as the only ingress port it matches (the

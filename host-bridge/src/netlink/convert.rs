@@ -30,9 +30,16 @@ use std::net::IpAddr;
 pub enum Change {
     Upsert(Object),
     Delete(Key),
-    /// An IPv6 route delete. IPv6 keeps a multipath route as sibling
-    /// routes, and deleting one sibling names only its own path: the
-    /// paths named go, the route stays while it has others.
+    /// A route the kernel added beside its others (`RTM_NEWROUTE` without
+    /// `NLM_F_REPLACE`): a later version of the route of its key, or, with
+    /// other devices or gateways, a second route sharing the key (see
+    /// `qualified.rs`). Made from an `Upsert` by the listener, which sees
+    /// the message's flags.
+    Add(Route),
+    /// A route delete, which names the route's paths. IPv6 keeps a
+    /// multipath route as sibling routes, and deleting one sibling names
+    /// only its own path: the paths named go, the route stays while it has
+    /// others. Where routes share a key, the paths tell which one goes.
     DeletePaths(Route),
     /// Several upserts or deletes (a VLAN message covers many VIDs).
     Many(Vec<Change>),
@@ -192,11 +199,7 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
             Conv::Ignore => Change::Ignore,
         },
         RouteNetlinkMessage::DelRoute(r) => match route(&r) {
-            Conv::Plain(r)
-                if r.key.dst.family() == Family::V6 && matches!(r.nexthops, RouteNexthops::Paths(_)) =>
-            {
-                Change::DeletePaths(r)
-            }
+            Conv::Plain(r) if matches!(r.nexthops, RouteNexthops::Paths(_)) => Change::DeletePaths(r),
             Conv::Plain(r) => Change::Delete(Key::Route(r.key)),
             Conv::Dead(k) | Conv::NotOffloaded(k, _) => Change::Delete(Key::Route(k)),
             Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: false },
