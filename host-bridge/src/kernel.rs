@@ -315,19 +315,20 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
             _ => {}
         }
     }
-    if kinds.contains(&Kind::Route) {
-        for k in m.quals.fold(&mut fresh) {
-            let n = m.quals.hidden_at(&k).len();
-            let k = Key::Route(k);
-            match before.remove(&k) {
-                Some(old) if old.ends_with(qualified::SHARED_WHY) => {
-                    m.not_offloaded.insert(k, format!("{n} routes: {}", qualified::SHARED_WHY).into());
-                }
-                _ => note_not_offloaded(&mut m, k, format!("{n} routes: {}", qualified::SHARED_WHY)),
+    let shared_keys = if kinds.contains(&Kind::Route) { m.quals.fold(&mut fresh) } else { Vec::new() };
+    m.reconcile(kinds, fresh);
+    // After the reconcile: a trap's upsert clears what is listed at its
+    // key, which an IPv4 shared key at metric 0 is.
+    for k in shared_keys {
+        let n = m.quals.hidden_at(&k).len();
+        let k = Key::Route(k);
+        match before.remove(&k) {
+            Some(old) if old.ends_with(qualified::SHARED_WHY) => {
+                m.not_offloaded.insert(k, format!("{n} routes: {}", qualified::SHARED_WHY).into());
             }
+            _ => note_not_offloaded(&mut m, k, format!("{n} routes: {}", qualified::SHARED_WHY)),
         }
     }
-    m.reconcile(kinds, fresh);
     drop(m);
     shared.notify();
     Ok(())
@@ -508,6 +509,15 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                     // link are announced (RTM_DELNEIGH). A carrier loss
                     // only flags routes linkdown.
                     if was_admin_up && !l.admin_up {
+                        // Hidden routes (of trapped prefixes) through it
+                        // die or lose paths silently too: the dump tells.
+                        let ix = l.ifindex;
+                        if m.quals.any_hidden(
+                            |r| matches!(&r.nexthops, RouteNexthops::Paths(p) if p.iter().any(|p| p.ifindex == ix)),
+                        ) {
+                            m.counters.redumps += 1;
+                            redump.push(Kind::Route);
+                        }
                         let dead = dead_with(m, l.ifindex);
                         m.counters.dead_routes += dead.len() as u64;
                         for k in dead {
@@ -587,6 +597,10 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                         .select(|o| matches!(o, Object::Route(r) if r.nexthops == RouteNexthops::Object(id)));
                     for u in users {
                         m.delete(&u);
+                    }
+                    if m.quals.any_hidden(|r| r.nexthops == RouteNexthops::Object(id)) {
+                        m.counters.redumps += 1;
+                        redump.push(Kind::Route);
                     }
                 }
                 _ => {}

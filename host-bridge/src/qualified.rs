@@ -63,11 +63,21 @@ pub fn trap(table: u32, dst: Prefix) -> Route {
     }
 }
 
-/// Whether two routes of one key are one kernel route, the second a later
-/// version of the first: a path in common (an IPv6 route grows sibling
-/// by sibling), the same nexthop object, or the same type without paths.
-/// Otherwise they are two routes sharing the key.
+/// Whether a route added beside `a` (no `NLM_F_REPLACE`) is `a` again
+/// rather than a second route of the key. IPv4 announces an existing
+/// route again only unchanged (a route that differs in anything, even
+/// its protocol, is a second alias); IPv6 grows a route sibling by
+/// sibling, so a path in common is the same route.
 pub fn same_route(a: &Route, b: &Route) -> bool {
+    if a.key.dst.family() == Family::V4 {
+        return a == b;
+    }
+    names(a, b)
+}
+
+/// Whether a delete naming `b` is about `a`: a path in common, the same
+/// nexthop object, or the same type without paths.
+pub fn names(a: &Route, b: &Route) -> bool {
     match (&a.nexthops, &b.nexthops) {
         (RouteNexthops::Paths(x), RouteNexthops::Paths(y)) => {
             x.iter().any(|p| y.iter().any(|q| p.ifindex == q.ifindex && p.gateway == q.gateway))
@@ -210,6 +220,11 @@ impl Quals {
         v.len() > 1
     }
 
+    /// Whether a hidden route passes `f`.
+    pub fn any_hidden(&self, f: impl Fn(&Route) -> bool) -> bool {
+        self.hidden.values().flat_map(|m| m.values()).flatten().any(f)
+    }
+
     /// Forgets the hidden routes of `k`.
     pub fn remove_hidden(&mut self, k: &RouteKey) {
         let p = (k.table, k.dst);
@@ -228,7 +243,7 @@ impl Quals {
     pub fn delete_hidden(&mut self, gone: &Route) {
         let k = gone.key;
         let Some(v) = self.hidden.get_mut(&(k.table, k.dst)).and_then(|m| m.get_mut(&k)) else { return };
-        match v.iter().position(|h| same_route(h, gone)) {
+        match v.iter().position(|h| names(h, gone)) {
             Some(i) => match paths_left(&v[i], gone) {
                 Some(left) => v[i] = left,
                 None => {
