@@ -22,7 +22,7 @@
 use crate::config::Config;
 use crate::mirror::Mirror;
 use crate::netlink::socket::{
-    self, group, messages, Datagrams, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, SLOT,
+    self, group, messages, Datagrams, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, NLM_F_REPLACE, SLOT,
 };
 use crate::netlink::{convert, filter_dump_request, kind_of, Change, Kind, NlSocket};
 use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
@@ -324,9 +324,9 @@ pub fn resync(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[Kind]
         let k = Key::Route(k);
         match before.remove(&k) {
             Some(old) if old.ends_with(qualified::SHARED_WHY) => {
-                m.not_offloaded.insert(k, format!("{n} routes: {}", qualified::SHARED_WHY).into());
+                m.not_offloaded.insert(k, qualified::shared_why(n).into());
             }
-            _ => note_not_offloaded(&mut m, k, format!("{n} routes: {}", qualified::SHARED_WHY)),
+            _ => note_not_offloaded(&mut m, k, qualified::shared_why(n)),
         }
     }
     drop(m);
@@ -431,10 +431,10 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
         }
         Change::Add(r) => {
             let key = Key::Route(r.key);
-            let t = qualified::trap(r.key.table, r.key.dst);
             match m.get(&key) {
                 Some(Object::Route(have))
-                    if !qualified::same_route(&have, &r) && offloaded(m, cfg, &Object::Route(t)) =>
+                    if !qualified::same_route(&have, &r)
+                        && offloaded(m, cfg, &Object::Route(qualified::trap(r.key.table, r.key.dst))) =>
                 {
                     // A second route of the key: the prefix is trapped.
                     let k = r.key;
@@ -450,8 +450,7 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                 // Routes share the key, and the delete does not say which
                 // one went (every path dead, or a route without paths):
                 // the dump does.
-                m.counters.redumps += 1;
-                redump.push(Kind::Route);
+                dump_again(m, redump, Kind::Route);
                 return;
             }
             m.quals.remove_hidden(&k);
@@ -464,8 +463,7 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
         }
         Change::NotOffloaded(Key::Route(k), why) if m.quals.trapped(k.table, k.dst) => {
             if m.quals.hidden_at(&k).len() > 1 {
-                m.counters.redumps += 1;
-                redump.push(Kind::Route);
+                dump_again(m, redump, Kind::Route);
                 return;
             }
             m.quals.remove_hidden(&k);
@@ -515,8 +513,7 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                         if m.quals.any_hidden(
                             |r| matches!(&r.nexthops, RouteNexthops::Paths(p) if p.iter().any(|p| p.ifindex == ix)),
                         ) {
-                            m.counters.redumps += 1;
-                            redump.push(Kind::Route);
+                            dump_again(m, redump, Kind::Route);
                         }
                         let dead = dead_with(m, l.ifindex);
                         m.counters.dead_routes += dead.len() as u64;
@@ -599,8 +596,7 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
                         m.delete(&u);
                     }
                     if m.quals.any_hidden(|r| r.nexthops == RouteNexthops::Object(id)) {
-                        m.counters.redumps += 1;
-                        redump.push(Kind::Route);
+                        dump_again(m, redump, Kind::Route);
                     }
                 }
                 _ => {}
@@ -636,10 +632,15 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
     }
 }
 
+/// A kind to dump again, counted as a re-dump.
+fn dump_again(m: &mut Mirror, redump: &mut Todo, kind: Kind) {
+    m.counters.redumps += 1;
+    redump.push(kind);
+}
+
 /// A new route that replaces none (no `NLM_F_REPLACE`) is added beside
 /// the kernel's others of its key: [`Change::Add`].
 fn beside(c: Change, flags: u16) -> Change {
-    const NLM_F_REPLACE: u16 = 0x100;
     match c {
         Change::Upsert(Object::Route(r)) if flags & NLM_F_REPLACE == 0 => Change::Add(r),
         c => c,
@@ -666,7 +667,7 @@ fn hidden_changed(m: &mut Mirror, cx: Ctx, k: RouteKey, redump: &mut Todo) {
     let n = m.quals.hidden_at(&k).len();
     let shared_note = m.not_offloaded.get(&key).is_some_and(|w| w.ends_with(qualified::SHARED_WHY));
     if n > 1 && !shared_note {
-        note_not_offloaded(m, key, format!("{n} routes: {}", qualified::SHARED_WHY));
+        note_not_offloaded(m, key, qualified::shared_why(n));
     } else if n == 1 || (n == 0 && shared_note) {
         m.not_offloaded.remove(&key);
     }
@@ -737,8 +738,7 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
                 return;
             }
             if raced(m, &k, ts_ns) {
-                m.counters.redumps += 1;
-                redump.push(Kind::of_key(&k).unwrap_or(Kind::Link));
+                dump_again(m, redump, Kind::of_key(&k).unwrap_or(Kind::Link));
             } else {
                 m.counters.tap_settings += 1;
                 // Policy 0 is the kernel's default: no setting on the DPU,
@@ -763,14 +763,12 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
             if matches!(&k, Key::Route(r) if !m.quals.hidden_at(r).is_empty()) {
                 // A hidden route of a trapped prefix (its key maybe
                 // shared): the dump tells which one went.
-                m.counters.redumps += 1;
-                redump.push(Kind::Route);
+                dump_again(m, redump, Kind::Route);
             }
             continue;
         }
         if raced(m, &k, ts) {
-            m.counters.redumps += 1;
-            redump.push(Kind::of_key(&k).unwrap_or(Kind::Route));
+            dump_again(m, redump, Kind::of_key(&k).unwrap_or(Kind::Route));
             continue;
         }
         m.counters.tap_deletes += 1;

@@ -38,6 +38,11 @@ pub type QualPaths = Vec<(u32, Option<Ip>)>;
 /// What status and the log say of a shared key.
 pub const SHARED_WHY: &str = "routes through other devices or gateways share its table, prefix and metric, and the kernel chooses among them per lookup: its prefix is trapped to the host";
 
+/// The not-offloaded reason of a key `n` routes share.
+pub fn shared_why(n: usize) -> String {
+    format!("{n} routes: {SHARED_WHY}")
+}
+
 /// Qualified routes and the prefixes they trap.
 #[derive(Default)]
 pub struct Quals {
@@ -80,12 +85,18 @@ pub fn same_route(a: &Route, b: &Route) -> bool {
 pub fn names(a: &Route, b: &Route) -> bool {
     match (&a.nexthops, &b.nexthops) {
         (RouteNexthops::Paths(x), RouteNexthops::Paths(y)) => {
-            x.iter().any(|p| y.iter().any(|q| p.ifindex == q.ifindex && p.gateway == q.gateway))
+            x.iter().any(|p| y.iter().any(|q| same_path(p, q)))
         }
         (RouteNexthops::Object(x), RouteNexthops::Object(y)) => x == y,
         (RouteNexthops::None, RouteNexthops::None) => a.kind == b.kind,
         _ => false,
     }
+}
+
+/// One path of the kernel's: its device and gateway (weights and flags
+/// change with the route).
+fn same_path(a: &Path, b: &Path) -> bool {
+    a.ifindex == b.ifindex && a.gateway == b.gateway
 }
 
 /// What an IPv6 sibling delete leaves of a route: `None` when no path is
@@ -96,9 +107,8 @@ pub fn paths_left(have: &Route, gone: &Route) -> Option<Route> {
         // set of siblings.
         return None;
     };
-    let same = |a: &Path, b: &Path| a.ifindex == b.ifindex && a.gateway == b.gateway;
     let left: heapless::Vec<Path, MAX_PATHS> =
-        paths.iter().filter(|p| !named.iter().any(|n| same(p, n))).copied().collect();
+        paths.iter().filter(|p| !named.iter().any(|n| same_path(p, n))).copied().collect();
     if left.is_empty() {
         return None;
     }
@@ -194,15 +204,20 @@ impl Quals {
         was != self.trapped(p.0, p.1)
     }
 
+    /// The hidden routes of `k`, an empty list made where it has none.
+    fn at_mut(&mut self, k: RouteKey) -> &mut Vec<Route> {
+        self.hidden.entry((k.table, k.dst)).or_default().entry(k).or_default()
+    }
+
     /// Keeps a route off the DPU, after those of its key.
     pub fn hide(&mut self, r: Route) {
-        self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default().push(r);
+        self.at_mut(r.key).push(r);
     }
 
     /// A hidden route replaced (`NLM_F_REPLACE`): the kernel replaces the
     /// first route of the key.
     pub fn replace_hidden(&mut self, r: Route) {
-        let v = self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default();
+        let v = self.at_mut(r.key);
         match v.first_mut() {
             Some(first) => *first = r,
             None => v.push(r),
@@ -212,7 +227,7 @@ impl Quals {
     /// A route added beside the key's others: a later version of one of
     /// them, or one more. True when the key is shared now.
     pub fn add_hidden(&mut self, r: Route) -> bool {
-        let v = self.hidden.entry((r.key.table, r.key.dst)).or_default().entry(r.key).or_default();
+        let v = self.at_mut(r.key);
         match v.iter_mut().find(|h| same_route(h, &r)) {
             Some(h) => *h = r,
             None => v.push(r),
@@ -282,11 +297,8 @@ impl Quals {
             }
             prev = Some(r.key);
         }
-        let mut trapped: Vec<(u32, Prefix)> = self.by_prefix.keys().copied().collect();
-        trapped.extend(shared.iter().map(|k| (k.table, k.dst)));
-        trapped.sort_unstable();
-        trapped.dedup();
-        let set: std::collections::HashSet<(u32, Prefix)> = trapped.iter().copied().collect();
+        let set: std::collections::HashSet<(u32, Prefix)> =
+            self.by_prefix.keys().copied().chain(shared.iter().map(|k| (k.table, k.dst))).collect();
         let mut taken = Vec::new();
         fresh.retain(|o| match o {
             Object::Route(r) if set.contains(&(r.key.table, r.key.dst)) => {
@@ -298,7 +310,7 @@ impl Quals {
         for r in taken {
             self.hide(r);
         }
-        for (table, dst) in trapped {
+        for (table, dst) in set {
             fresh.push(Object::Route(trap(table, dst)));
         }
         shared

@@ -16,6 +16,7 @@ pub const NLM_F_REQUEST: u16 = 1;
 pub const NLM_F_MULTI: u16 = 2;
 pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_DUMP_INTR: u16 = 16;
+pub const NLM_F_REPLACE: u16 = 0x100;
 
 pub const RTM_NEWLINK: u16 = 16;
 pub const RTM_DELLINK: u16 = 17;
