@@ -86,9 +86,11 @@ threads() {
 hcpu0=$(cpu "$hpid"); acpu0=$(cpu "$apid")
 threads "$hpid" > "$work/threads0"
 echo "installing $n4 IPv4 + $n6 IPv6 routes with ip -batch..." >&2
-# HB_PERF=FILE: profile host-bridge during the install (perf record, flat).
+# HB_PERF=FILE: profile host-bridge during the install (perf record, flat;
+# HB_PERF_OPTS adds options, e.g. "--call-graph dwarf").
 if [ -n "${HB_PERF:-}" ]; then
-    perf record -q -F 999 -p "$hpid" -o "$HB_PERF" 2>/dev/null &
+    # shellcheck disable=SC2086
+    perf record -q -F 999 ${HB_PERF_OPTS:-} -p "$hpid" -o "$HB_PERF" 2>/dev/null &
     perfpid=$!
 fi
 t0=$(date +%s.%N)

@@ -284,7 +284,7 @@ pub enum RouteType {
 
 /// A route's key: kernel table, destination prefix, metric (priority),
 /// and for a per-device route its device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteKey {
     pub table: u32,
     pub dst: Prefix,
@@ -297,6 +297,16 @@ pub struct RouteKey {
     /// route's device, and the DPU matches the route on that ingress port
     /// only.
     pub ifindex: u32,
+}
+
+/// Three integer writes (the derive makes six, one per field and part):
+/// route keys are what the host hashes most.
+impl core::hash::Hash for RouteKey {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64((self.table as u64) << 32 | self.metric as u64);
+        h.write_u64((self.ifindex as u64) << 8 | self.dst.len as u64);
+        self.dst.addr.hash(h);
+    }
 }
 
 impl RouteKey {

@@ -16,10 +16,22 @@ pub enum Family {
 }
 
 /// An IPv4 or IPv6 address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Ip {
     V4([u8; 4]),
     V6([u8; 16]),
+}
+
+/// One integer write per address, not a tag, a length and a byte slice
+/// (the derive's): the host hashes every route key several times on its
+/// per-event path.
+impl core::hash::Hash for Ip {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        match self {
+            Ip::V4(a) => h.write_u32(u32::from_ne_bytes(*a)),
+            Ip::V6(a) => h.write_u128(u128::from_ne_bytes(*a)),
+        }
+    }
 }
 
 impl Ip {

@@ -1,8 +1,9 @@
 //! Kernel messages to wire objects.
 //!
-//! Links, addresses, routes and neighbours are parsed with
-//! netlink-packet-route; nexthop objects and bridge VLANs, which the crate
-//! does not know, are parsed here from their attributes. Parsing is
+//! Links, addresses and neighbours are parsed with netlink-packet-route;
+//! routes (the hot path, read in place without allocating), nexthop
+//! objects and bridge VLANs (which the crate does not know) are parsed
+//! here from their attributes. Parsing is
 //! lenient: unknown attributes are ignored, never fatal. A message that
 //! cannot be parsed at all is an [`Err`], which the caller counts and
 //! answers with a resync of that object type.
@@ -19,7 +20,6 @@ use netlink_packet_route::link::{LinkLayerType, LinkMessage, State};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
 };
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteNextHopFlags};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
 
@@ -165,6 +165,28 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
         RTM_NEWVLAN | RTM_DELVLAN => return vlan(msg_type == RTM_NEWVLAN, payload),
         _ => {}
     }
+    match msg_type {
+        RTM_NEWROUTE => {
+            return Ok(match route(payload)? {
+                Conv::Plain(r) => Change::Upsert(Object::Route(r)),
+                // Every path is dead: the kernel's lookup passes over it.
+                Conv::Dead(k) => Change::Delete(Key::Route(k)),
+                Conv::NotOffloaded(k, why) => Change::NotOffloaded(Key::Route(k), why.into()),
+                Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: true },
+                Conv::Ignore => Change::Ignore,
+            });
+        }
+        RTM_DELROUTE => {
+            return Ok(match route(payload)? {
+                Conv::Plain(r) if matches!(r.nexthops, RouteNexthops::Paths(_)) => Change::DeletePaths(r),
+                Conv::Plain(r) => Change::Delete(Key::Route(r.key)),
+                Conv::Dead(k) | Conv::NotOffloaded(k, _) => Change::Delete(Key::Route(k)),
+                Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: false },
+                Conv::Ignore => Change::Ignore,
+            })
+        }
+        _ => {}
+    }
     let m = RouteNetlinkMessage::parse_with_param(payload, msg_type).map_err(|e| e.to_string())?;
     Ok(match m {
         RouteNetlinkMessage::NewLink(l) => match link(&l) {
@@ -190,21 +212,6 @@ pub fn convert(msg_type: u16, payload: &[u8]) -> Result<Change, String> {
         RouteNetlinkMessage::DelAddress(a) => {
             address(&a).map(|a| Change::Delete(Key::Address(a.key()))).unwrap_or(Change::Ignore)
         }
-        RouteNetlinkMessage::NewRoute(r) => match route(&r) {
-            Conv::Plain(r) => Change::Upsert(Object::Route(r)),
-            // Every path is dead: the kernel's lookup passes over it.
-            Conv::Dead(k) => Change::Delete(Key::Route(k)),
-            Conv::NotOffloaded(k, why) => Change::NotOffloaded(Key::Route(k), why.into()),
-            Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: true },
-            Conv::Ignore => Change::Ignore,
-        },
-        RouteNetlinkMessage::DelRoute(r) => match route(&r) {
-            Conv::Plain(r) if matches!(r.nexthops, RouteNexthops::Paths(_)) => Change::DeletePaths(r),
-            Conv::Plain(r) => Change::Delete(Key::Route(r.key)),
-            Conv::Dead(k) | Conv::NotOffloaded(k, _) => Change::Delete(Key::Route(k)),
-            Conv::Qualified(key, paths) => Change::Qualified { key, paths, new: false },
-            Conv::Ignore => Change::Ignore,
-        },
         RouteNetlinkMessage::NewTrafficFilter(f) | RouteNetlinkMessage::DelTrafficFilter(f) => {
             super::tc::filter(msg_type == RTM_NEWTFILTER, &f)
         }
@@ -357,14 +364,6 @@ fn address(a: &AddressMessage) -> Option<Address> {
     })
 }
 
-fn route_addr(a: &RouteAddress) -> Option<Ip> {
-    match a {
-        RouteAddress::Inet(v) => Some(Ip::from(*v)),
-        RouteAddress::Inet6(v) => Some(Ip::from(*v)),
-        _ => None,
-    }
-}
-
 /// A route that differs from a plain one of the same (table, dst, metric)
 /// only by what the DPU cannot match on: the kernel's own key for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -413,51 +412,179 @@ fn unusable(flags: u32, fam: Family) -> bool {
             && IGNORE_LINKDOWN.load(std::sync::atomic::Ordering::Relaxed) & bit != 0)
 }
 
-pub fn route(r: &RouteMessage) -> Conv {
-    const RTM_F_CLONED: u32 = 0x200;
-    let fam = match r.header.address_family {
-        AddressFamily::Inet => Family::V4,
-        AddressFamily::Inet6 => Family::V6,
-        _ => return Conv::Ignore,
-    };
-    if r.header.flags.bits() & RTM_F_CLONED != 0 {
-        return Conv::Ignore;
+/// The attributes of a route message, each checked: a length that runs
+/// past the message, or bytes left over after the last attribute, make the
+/// message unparsable (never a route read from cut bytes).
+fn route_attrs(mut buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let len = match buf {
+            [a, b, _, _, ..] => u16::from_ne_bytes([*a, *b]) as usize,
+            _ => 0,
+        };
+        if len < 4 || len > buf.len() {
+            buf = &[];
+            return Some(Err(format!("route attribute of length {len} in {} bytes", buf.len())));
+        }
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        let v = &buf[4..len];
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(Ok((kind, v)))
+    })
+}
+
+/// An address attribute of a route (`RTA_DST`, `RTA_GATEWAY`, ...) of the
+/// route's family.
+fn route_ip(v: &[u8], fam: Family, what: &str) -> Result<Ip, String> {
+    match (fam, ip_bytes(v)) {
+        (Family::V4, Some(ip @ Ip::V4(_))) | (Family::V6, Some(ip @ Ip::V6(_))) => Ok(ip),
+        _ => Err(format!("{what} of {} bytes in a {fam:?} route", v.len())),
     }
-    use netlink_packet_route::route::RouteType as T;
-    let kind = match r.header.kind {
-        T::Unicast => RouteType::Unicast,
-        T::BlackHole => RouteType::Blackhole,
-        T::Unreachable => RouteType::Unreachable,
-        T::Prohibit => RouteType::Prohibit,
-        T::Local => RouteType::Local,
-        _ => return Conv::Ignore,
+}
+
+/// `RTA_VIA`: `struct rtvia`, an address family and the address. An IPv4
+/// route through an IPv6 gateway (RFC 5549) has one.
+fn via(v: &[u8]) -> Result<Option<Ip>, String> {
+    const AF_INET_U16: u16 = AF_INET as u16;
+    const AF_INET6_U16: u16 = AF_INET6 as u16;
+    let fam = u16_of(v).ok_or("RTA_VIA without a family")?;
+    let a = &v[2..];
+    Ok(match (fam, a.len()) {
+        (AF_INET_U16, 4) | (AF_INET6_U16, 16) => ip_bytes(a),
+        // A gateway of a family the DPU has no table for: refused by the
+        // caller, never taken for a connected route.
+        _ => None,
+    })
+}
+
+/// One path of `RTA_MULTIPATH` (`struct rtnexthop` and its attributes).
+struct Hop {
+    flags: u32,
+    hops: u8,
+    ifindex: u32,
+    gateway: Option<Ip>,
+    /// A gateway attribute the DPU cannot represent (an `RTA_VIA` of
+    /// another family).
+    odd_gateway: bool,
+    encap: bool,
+}
+
+/// The paths of `RTA_MULTIPATH`, checked like [`route_attrs`].
+fn hops(mut buf: &[u8], fam: Family) -> Result<heapless::Vec<Hop, { MAX_PATHS + 1 }>, String> {
+    let mut out = heapless::Vec::new();
+    while !buf.is_empty() {
+        if buf.len() < 8 {
+            return Err(format!("{} stray bytes in RTA_MULTIPATH", buf.len()));
+        }
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        if len < 8 || len > buf.len() {
+            return Err(format!("rtnexthop of length {len} in {} bytes", buf.len()));
+        }
+        let mut h = Hop {
+            flags: buf[2] as u32,
+            hops: buf[3],
+            ifindex: u32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
+            gateway: None,
+            odd_gateway: false,
+            encap: false,
+        };
+        for a in route_attrs(&buf[8..len]) {
+            match a? {
+                (RTA_GATEWAY, v) => h.gateway = Some(route_ip(v, fam, "RTA_GATEWAY")?),
+                (RTA_VIA, v) => {
+                    h.gateway = via(v)?;
+                    h.odd_gateway = h.gateway.is_none();
+                }
+                (RTA_ENCAP | RTA_ENCAP_TYPE, _) => h.encap = true,
+                _ => {}
+            }
+        }
+        // One more than the wire carries is enough to refuse the route.
+        if out.push(h).is_err() {
+            break;
+        }
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+    }
+    Ok(out)
+}
+
+const RTA_DST: u16 = 1;
+const RTA_SRC: u16 = 2;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTA_VIA: u16 = 18;
+const RTA_ENCAP_TYPE: u16 = 21;
+const RTA_ENCAP: u16 = 22;
+const RTA_NH_ID: u16 = 30;
+
+/// `RTM_NEWROUTE` / `RTM_DELROUTE`: `struct rtmsg` and `RTA_*`
+/// attributes, read in place. This is the mirror's per-event hot path
+/// (a full table is a million of them), so it allocates nothing: the
+/// general parser built a vector of every attribute, the cache info and
+/// metrics included, for each route.
+pub fn route(p: &[u8]) -> Result<Conv, String> {
+    const RTM_F_CLONED: u32 = 0x200;
+    const RTN_UNICAST: u8 = 1;
+    const RTN_LOCAL: u8 = 2;
+    const RTN_BLACKHOLE: u8 = 6;
+    const RTN_UNREACHABLE: u8 = 7;
+    const RTN_PROHIBIT: u8 = 8;
+    let Some(h) = p.get(..12) else { return Err(format!("route message of {} bytes", p.len())) };
+    let (dst_len, src_len, tos, protocol, scope) = (h[1], h[2], h[3], h[5], h[6]);
+    let flags = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+    let fam = match h[0] {
+        AF_INET => Family::V4,
+        AF_INET6 => Family::V6,
+        _ => return Ok(Conv::Ignore),
+    };
+    if flags & RTM_F_CLONED != 0 {
+        return Ok(Conv::Ignore);
+    }
+    let kind = match h[7] {
+        RTN_UNICAST => RouteType::Unicast,
+        RTN_BLACKHOLE => RouteType::Blackhole,
+        RTN_UNREACHABLE => RouteType::Unreachable,
+        RTN_PROHIBIT => RouteType::Prohibit,
+        RTN_LOCAL => RouteType::Local,
+        _ => return Ok(Conv::Ignore),
     };
     let zero = match fam {
         Family::V4 => Ip::V4([0; 4]),
         Family::V6 => Ip::V6([0; 16]),
     };
-    let (mut table, mut dst, mut metric, mut src) = (r.header.table as u32, zero, 0, zero);
-    let (mut oif, mut gw, mut nh_id, mut multipath, mut encap) = (0, None, None, None, false);
-    for a in &r.attributes {
-        match a {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(d) => match route_addr(d) {
-                Some(d) => dst = d,
-                None => return Conv::Ignore,
-            },
-            RouteAttribute::Source(a) => src = route_addr(a).unwrap_or(zero),
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::Oif(o) => oif = *o,
-            RouteAttribute::Gateway(g) => gw = route_addr(g),
+    let (mut table, mut dst, mut metric, mut src) = (h[4] as u32, zero, 0, zero);
+    let (mut oif, mut gw, mut odd_gw, mut nh_id, mut multipath, mut encap) =
+        (0, None, false, None, None, false);
+    for a in route_attrs(&p[12..]) {
+        let (t, v) = a?;
+        let u32_attr = |what: &str| u32_of(v).ok_or_else(|| format!("{what} of {} bytes", v.len()));
+        match t {
+            RTA_TABLE => table = u32_attr("RTA_TABLE")?,
+            RTA_DST => dst = route_ip(v, fam, "RTA_DST")?,
+            RTA_SRC => src = route_ip(v, fam, "RTA_SRC")?,
+            RTA_PRIORITY => metric = u32_attr("RTA_PRIORITY")?,
+            RTA_OIF => oif = u32_attr("RTA_OIF")?,
+            RTA_GATEWAY => gw = Some(route_ip(v, fam, "RTA_GATEWAY")?),
             // An IPv4 route through an IPv6 gateway (RFC 5549).
-            RouteAttribute::Via(v) => gw = via_addr(v),
-            RouteAttribute::NhId(id) => nh_id = Some(*id),
-            RouteAttribute::MultiPath(hops) => multipath = Some(hops),
-            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => encap = true,
+            RTA_VIA => {
+                gw = via(v)?;
+                odd_gw = gw.is_none();
+            }
+            RTA_NH_ID => nh_id = Some(u32_attr("RTA_NH_ID")?),
+            RTA_MULTIPATH => multipath = Some(hops(v, fam)?),
+            RTA_ENCAP | RTA_ENCAP_TYPE => encap = true,
             _ => {}
         }
     }
-    let dst = Prefix::new(dst, r.header.destination_prefix_length);
+    if dst_len > zero.max_len() || src_len > zero.max_len() {
+        return Err(format!("prefix length {dst_len} (source {src_len}) in a {fam:?} route"));
+    }
+    let dst = Prefix::new(dst, dst_len);
     // The kernel holds an IPv6 link-local route once per device
     // (`fe80::/64` on every link, a local route per link-local address),
     // all with one prefix and metric, and looks a link-local destination
@@ -468,30 +595,16 @@ pub fn route(r: &RouteMessage) -> Conv {
         && multipath.is_none()
         && nh_id.is_none();
     let key = RouteKey { table, dst, metric, ifindex: if per_device { oif } else { 0 } };
-    let flags = r.header.flags.bits();
-    let path_of = |ifindex: u32, gateway: Option<Ip>| (ifindex, gateway);
-    if r.header.tos != 0 || r.header.source_prefix_length != 0 {
-        let paths = match multipath {
-            Some(hops) => hops
-                .iter()
-                .map(|h| {
-                    path_of(
-                        h.interface_index,
-                        h.attributes.iter().find_map(|a| match a {
-                            RouteAttribute::Gateway(g) => route_addr(g),
-                            RouteAttribute::Via(v) => via_addr(v),
-                            _ => None,
-                        }),
-                    )
-                })
-                .collect(),
-            None => vec![path_of(oif, gw)],
+    if tos != 0 || src_len != 0 {
+        let paths = match &multipath {
+            Some(hops) => hops.iter().map(|h| (h.ifindex, h.gateway)).collect(),
+            None => vec![(oif, gw)],
         };
-        let src = Prefix::new(src, r.header.source_prefix_length);
-        return Conv::Qualified(QualKey { key, tos: r.header.tos, src }, paths);
+        let src = Prefix::new(src, src_len);
+        return Ok(Conv::Qualified(QualKey { key, tos, src }, paths));
     }
     if encap {
-        return Conv::NotOffloaded(key, "lightweight-tunnel encap (RTA_ENCAP)");
+        return Ok(Conv::NotOffloaded(key, "lightweight-tunnel encap (RTA_ENCAP)"));
     }
     // A route through a blackhole nexthop object is reported as a
     // blackhole route; it is still a route through that object, and must
@@ -505,64 +618,53 @@ pub fn route(r: &RouteMessage) -> Conv {
     } else if let Some(hops) = multipath {
         let mut v = heapless::Vec::new();
         let mut dead = false;
-        for h in hops {
-            if h.attributes
-                .iter()
-                .any(|a| matches!(a, RouteAttribute::Encap(_) | RouteAttribute::EncapType(_)))
-            {
-                return Conv::NotOffloaded(key, "lightweight-tunnel encap on a path (RTA_ENCAP)");
+        for h in &hops {
+            if h.encap {
+                return Ok(Conv::NotOffloaded(key, "lightweight-tunnel encap on a path (RTA_ENCAP)"));
             }
-            if unusable(h.flags.bits() as u32, fam) {
+            if h.odd_gateway {
+                return Ok(Conv::NotOffloaded(
+                    key,
+                    "a path's gateway of a family the DPU has no table for (RTA_VIA)",
+                ));
+            }
+            if unusable(h.flags, fam) {
                 dead = true;
                 continue;
             }
-            let gateway = h.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Gateway(g) => route_addr(g),
-                RouteAttribute::Via(v) => via_addr(v),
-                _ => None,
-            });
             let p = Path {
-                ifindex: h.interface_index,
-                gateway,
+                ifindex: h.ifindex,
+                gateway: h.gateway,
                 weight: h.hops as u16 + 1,
-                onlink: h.flags.contains(RouteNextHopFlags::Onlink),
+                onlink: h.flags & RTNH_F_ONLINK != 0,
             };
             if v.push(p).is_err() {
-                return Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)");
+                return Ok(Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)"));
             }
+        }
+        if hops.len() > MAX_PATHS {
+            return Ok(Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)"));
         }
         if dead {
             DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if v.is_empty() {
-            return Conv::Dead(key);
+            return Ok(Conv::Dead(key));
         }
         RouteNexthops::Paths(v)
     } else {
+        if odd_gw {
+            return Ok(Conv::NotOffloaded(key, "a gateway of a family the DPU has no table for (RTA_VIA)"));
+        }
         if unusable(flags, fam) {
             DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
-            return Conv::Dead(key);
+            return Ok(Conv::Dead(key));
         }
         let mut v = heapless::Vec::new();
         let _ = v.push(Path { ifindex: oif, gateway: gw, weight: 1, onlink });
         RouteNexthops::Paths(v)
     };
-    Conv::Plain(Route {
-        key,
-        kind,
-        protocol: u8::from(r.header.protocol),
-        scope: u8::from(r.header.scope),
-        nexthops,
-    })
-}
-
-fn via_addr(v: &netlink_packet_route::route::RouteVia) -> Option<Ip> {
-    use netlink_packet_route::route::RouteVia as V;
-    match v {
-        V::Inet(a) => Some(Ip::from(*a)),
-        V::Inet6(a) => Some(Ip::from(*a)),
-        _ => None,
-    }
+    Ok(Conv::Plain(Route { key, kind, protocol, scope, nexthops }))
 }
 
 fn mac_of(b: &[u8]) -> Option<Mac> {
@@ -754,6 +856,89 @@ mod tests {
             b.push(0);
         }
         b
+    }
+
+    /// An IPv4 unicast route message to 10.1.0.0/16 in the main table.
+    fn v4_route(attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = vec![AF_INET, 16, 0, 0, 254, 4, 0, 1, 0, 0, 0, 0];
+        p.extend(attr(RTA_DST, &[10, 1, 0, 0]));
+        p.extend(attr(RTA_PRIORITY, &20u32.to_ne_bytes()));
+        for a in attrs {
+            p.extend_from_slice(a);
+        }
+        p
+    }
+
+    /// One `struct rtnexthop` with its attributes.
+    fn hop(flags: u8, ifindex: u32, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let inner: Vec<u8> = attrs.concat();
+        let mut b = ((8 + inner.len()) as u16).to_ne_bytes().to_vec();
+        b.extend_from_slice(&[flags, 0]);
+        b.extend_from_slice(&ifindex.to_ne_bytes());
+        b.extend(inner);
+        b
+    }
+
+    fn via6(last: u8) -> Vec<u8> {
+        let mut v = (AF_INET6 as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        attr(RTA_VIA, &v)
+    }
+
+    #[test]
+    fn routes_are_read_in_place_and_checked() {
+        let key =
+            RouteKey { table: 254, dst: Prefix::new(Ip::V4([10, 1, 0, 0]), 16), metric: 20, ifindex: 0 };
+        let gw6 = |last| Some(Ip::V6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]));
+        // RFC 5549: an IPv4 route through an IPv6 gateway keeps it.
+        let p = v4_route(&[attr(RTA_OIF, &3u32.to_ne_bytes()), via6(1)]);
+        let Ok(Conv::Plain(r)) = route(&p) else { panic!("{:?}", route(&p)) };
+        assert_eq!((r.key, r.protocol), (key, 4));
+        assert_eq!(
+            r.nexthops,
+            RouteNexthops::Paths(
+                heapless::Vec::from_slice(&[Path { ifindex: 3, gateway: gw6(1), weight: 1, onlink: false }])
+                    .expect("one")
+            )
+        );
+        // A gateway of a family the DPU has no table for is refused, not
+        // taken for a connected route.
+        let mut mpls = 28u16.to_ne_bytes().to_vec();
+        mpls.extend_from_slice(&[0, 1, 0x41, 0]);
+        let p = v4_route(&[attr(RTA_OIF, &3u32.to_ne_bytes()), attr(RTA_VIA, &mpls)]);
+        assert!(matches!(route(&p), Ok(Conv::NotOffloaded(k, _)) if k == key));
+        // Multipath: a dead path is left out, the others kept in order.
+        let paths = [hop(0, 3, &[via6(1)]), hop(RTNH_F_DEAD as u8, 4, &[via6(2)]), hop(0, 5, &[via6(3)])];
+        let p = v4_route(&[attr(RTA_MULTIPATH, &paths.concat())]);
+        let Ok(Conv::Plain(r)) = route(&p) else { panic!("{:?}", route(&p)) };
+        let RouteNexthops::Paths(v) = &r.nexthops else { panic!("paths") };
+        assert_eq!(
+            v.iter().map(|p| (p.ifindex, p.gateway)).collect::<Vec<_>>(),
+            vec![(3, gw6(1)), (5, gw6(3))]
+        );
+        // More paths than the wire carries: refused whole.
+        let many: Vec<Vec<u8>> = (0..=MAX_PATHS as u32).map(|i| hop(0, 10 + i, &[])).collect();
+        let p = v4_route(&[attr(RTA_MULTIPATH, &many.concat())]);
+        assert!(matches!(route(&p), Ok(Conv::NotOffloaded(_, why)) if why.contains("32")));
+        // An encap on one path refuses the route.
+        let p = v4_route(&[attr(RTA_MULTIPATH, &[hop(0, 3, &[attr(RTA_ENCAP_TYPE, &[1, 0])])].concat())]);
+        assert!(matches!(route(&p), Ok(Conv::NotOffloaded(_, why)) if why.contains("encap")));
+        // Cut or malformed messages are errors, never routes.
+        let good = v4_route(&[attr(RTA_OIF, &3u32.to_ne_bytes())]);
+        assert!(route(&good[..good.len() - 2]).is_err(), "an attribute runs past the message");
+        assert!(route(&good[..8]).is_err(), "a short header");
+        assert!(route(&v4_route(&[attr(RTA_GATEWAY, &[1, 2, 3])])).is_err(), "a 3-byte gateway");
+        assert!(route(&v4_route(&[attr(RTA_MULTIPATH, &[8, 0, 0, 0])])).is_err(), "a cut rtnexthop");
+        let mut long = good.clone();
+        long[1] = 33;
+        assert!(route(&long).is_err(), "/33");
+        // Cloned routes and other types are not the DPU's.
+        let mut cloned = good.clone();
+        cloned[9] = 0x02; // RTM_F_CLONED (0x200)
+        assert_eq!(route(&cloned), Ok(Conv::Ignore));
+        let mut bcast = good;
+        bcast[7] = 3;
+        assert_eq!(route(&bcast), Ok(Conv::Ignore));
     }
 
     #[test]
