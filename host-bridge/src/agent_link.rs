@@ -135,6 +135,24 @@ fn wait_fd(fd: BorrowedFd<'_>, events: PollFlags, wait: Duration) -> io::Result<
     }
 }
 
+/// An update as a batch frame carries it: an [`Op`], or one the mirror
+/// keeps encoded ([`crate::mirror::Taken`]).
+pub trait WireOp {
+    fn push_to(&self, b: &mut FrameBuilder<Vec<u8>>) -> Result<(), dpu_wire::FrameError>;
+}
+
+impl WireOp for Op {
+    fn push_to(&self, b: &mut FrameBuilder<Vec<u8>>) -> Result<(), dpu_wire::FrameError> {
+        b.push(self)
+    }
+}
+
+impl WireOp for crate::mirror::Taken {
+    fn push_to(&self, b: &mut FrameBuilder<Vec<u8>>) -> Result<(), dpu_wire::FrameError> {
+        b.push_encoded(&self.parts())
+    }
+}
+
 pub struct AgentLink<S: Transport> {
     stream: S,
     deframer: Deframer<Vec<u8>>,
@@ -375,7 +393,7 @@ impl<S: Transport> AgentLink<S> {
 
     /// Sends `ops` in as many frames as they need, at most [`WINDOW`]
     /// frames in flight, and collects every per-entry result.
-    pub fn apply(&mut self, ops: &[Op]) -> Result<BatchResult, LinkError> {
+    pub fn apply(&mut self, ops: &[impl WireOp]) -> Result<BatchResult, LinkError> {
         let mut result = BatchResult::default();
         // seq -> index of the frame's first op
         let mut inflight: VecDeque<(u32, usize)> = VecDeque::new();
@@ -384,7 +402,7 @@ impl<S: Transport> AgentLink<S> {
             let seq = self.seq;
             self.builder.start(&HostHeader { seq, msg: HostMsg::Batch }).map_err(|_| LinkError::TooLarge)?;
             let first = i;
-            while i < ops.len() && self.builder.push(&ops[i]).is_ok() {
+            while i < ops.len() && ops[i].push_to(&mut self.builder).is_ok() {
                 i += 1;
             }
             if i == first {

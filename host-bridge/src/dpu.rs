@@ -10,7 +10,7 @@ use crate::agent_link::{AgentEvent, AgentLink, LinkError};
 use crate::channel::{Channel, Dial};
 use crate::firmware::{FwMaps, FwState};
 use crate::kernel::Shared;
-use crate::mirror::{decode_chunk, Freed};
+use crate::mirror::Freed;
 use dpu_wire::{AgentHello, Capacities, HostMsg, Key, StatEntry, StatKey};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -161,12 +161,11 @@ fn synced(
     };
     link.send(HostMsg::SnapshotBegin { generation: *generation })?;
     let (mut freed, mut refused) = (Freed::default(), 0);
-    for chunk in all.chunks(BATCH) {
-        let ops = decode_chunk(chunk);
-        let r = link.apply(&ops)?;
+    for ops in all.chunks(BATCH) {
+        let r = link.apply(ops)?;
         refused += r.failures.len();
         let mut m = shared.lock();
-        let f = m.results(&ops, &r.failures);
+        let f = m.results(ops, &r.failures);
         for (a, b) in freed.slots.iter_mut().zip(f.slots) {
             *a += b;
         }

@@ -13,7 +13,7 @@
 //! VLANs, then the other deletes in the reverse order.
 
 use crate::netlink::Kind;
-use crate::shadow::{Shadow, Upserted};
+use crate::shadow::{Enc, Shadow, Upserted};
 use dpu_wire::{Key, Object, Op, RouteKey, RouteNexthops, RouteType, Status};
 use std::collections::VecDeque;
 
@@ -198,6 +198,100 @@ struct Pending {
     since: u64,
 }
 
+/// An update taken for the DPU, still in its wire encoding: the shadow's
+/// bytes of the object (an upsert) or the key's (a delete). It goes into
+/// a frame as it is (`FrameBuilder::push_encoded`), never decoded and
+/// encoded again: at a full table that was most of the DPU thread's work.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub key: Key,
+    pub upsert: bool,
+    enc: Enc,
+}
+
+impl Taken {
+    fn delete(key: Key) -> Self {
+        let mut b = [0u8; 64];
+        let enc = match postcard::to_slice(&key, &mut b) {
+            Ok(b) => Enc::new(b),
+            Err(_) => Enc::new(&postcard::to_allocvec(&key).unwrap_or_default()),
+        };
+        Taken { key, upsert: false, enc }
+    }
+
+    /// The `Op` variant index and the encoded value: `Op`'s encoding.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [if self.upsert { &[0] } else { &[1] }, &self.enc]
+    }
+
+    /// The update decoded (for tests, logs and the rare object that needs
+    /// a look, a firmware flow).
+    pub fn op(&self) -> Option<Op> {
+        if self.upsert {
+            postcard::from_bytes(&self.enc).ok().map(Op::Upsert)
+        } else {
+            Some(Op::Delete(self.key))
+        }
+    }
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.op() {
+            Some(op) => op.fmt(f),
+            None => write!(f, "undecodable {:?}", self.key),
+        }
+    }
+}
+
+impl PartialEq<Op> for Taken {
+    fn eq(&self, op: &Op) -> bool {
+        self.op().as_ref() == Some(op)
+    }
+}
+
+/// What the DPU was sent, as [`Mirror::results`] reads it: an [`Op`] or
+/// a [`Taken`].
+pub trait Sent {
+    fn key(&self) -> Key;
+    fn is_upsert(&self) -> bool;
+    /// The flow of a flow upsert (decoded on demand).
+    fn flow(&self) -> Option<dpu_wire::FlowRule>;
+}
+
+impl Sent for Op {
+    fn key(&self) -> Key {
+        Op::key(self)
+    }
+    fn is_upsert(&self) -> bool {
+        matches!(self, Op::Upsert(_))
+    }
+    fn flow(&self) -> Option<dpu_wire::FlowRule> {
+        match self {
+            Op::Upsert(Object::Flow(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Sent for Taken {
+    fn key(&self) -> Key {
+        self.key
+    }
+    fn is_upsert(&self) -> bool {
+        self.upsert
+    }
+    fn flow(&self) -> Option<dpu_wire::FlowRule> {
+        match (self.upsert, self.key) {
+            (true, Key::Flow(_)) => match self.op() {
+                Some(Op::Upsert(Object::Flow(f))) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Route offload flags, as `bpf_nsim_fib_hw_flags_set` takes them.
 pub const FIB_F_OFFLOAD: u8 = 1;
 pub const FIB_F_OFFLOAD_FAILED: u8 = 4;
@@ -248,8 +342,9 @@ impl Mirror {
         self.fw_answers.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    fn fw_answer(&mut self, op: &Op, status: Option<Status>) {
-        let (Some(v), Op::Upsert(Object::Flow(f))) = (&mut self.fw_answers, op) else { return };
+    fn fw_answer(&mut self, op: &impl Sent, status: Option<Status>) {
+        let Some(v) = &mut self.fw_answers else { return };
+        let Some(f) = op.flow() else { return };
         if f.cookie >> 63 == 1 {
             // By flow id: FwMaps::answer puts the kernel's cookie in.
             v.push(crate::firmware::RawAnswer {
@@ -536,7 +631,7 @@ impl Mirror {
     }
 
     /// Takes up to `max` pending updates, in dependency order.
-    pub fn take(&mut self, max: usize) -> Vec<Op> {
+    pub fn take(&mut self, max: usize) -> Vec<Taken> {
         let mut out = Vec::new();
         self.taken_since.clear();
         for r in LEAF_RANKS {
@@ -552,7 +647,7 @@ impl Mirror {
         out
     }
 
-    fn drain(&mut self, r: usize, upserts: bool, max: usize, out: &mut Vec<Op>) {
+    fn drain(&mut self, r: usize, upserts: bool, max: usize, out: &mut Vec<Taken>) {
         while out.len() < max {
             let q = if upserts { &mut self.ups[r] } else { &mut self.downs[r] };
             let Some(k) = q.pop_front() else { break };
@@ -571,9 +666,9 @@ impl Mirror {
             }
             let since = e.remove().since;
             if !upserts {
-                out.push(Op::Delete(k));
-            } else if let Some(o) = self.get(&k) {
-                out.push(Op::Upsert(o));
+                out.push(Taken::delete(k));
+            } else if let Some(s) = self.shadow.get(&k) {
+                out.push(Taken { key: k, upsert: true, enc: s.enc.clone() });
             } else {
                 continue;
             }
@@ -585,7 +680,7 @@ impl Mirror {
 
     /// Records the DPU's answers to `ops`. Returns the room the batch
     /// freed, for [`Mirror::retry_refused`].
-    pub fn results(&mut self, ops: &[Op], failures: &[(usize, Status, Option<Key>)]) -> Freed {
+    pub fn results(&mut self, ops: &[impl Sent], failures: &[(usize, Status, Option<Key>)]) -> Freed {
         self.counters.sent += ops.len() as u64;
         // The DPU answered: from the kernel's event to here, for the ops
         // of the last take (a snapshot's have no start time).
@@ -604,7 +699,7 @@ impl Mirror {
                 let k = op.key();
                 failed.insert(i);
                 self.fw_answer(op, Some(status));
-                if matches!(op, Op::Upsert(_)) && self.shadow.contains_key(&k) {
+                if op.is_upsert() && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
                     self.counters.refused_by[status as usize] += 1;
                     // Every refusal is in the status; the log gets the
@@ -635,9 +730,9 @@ impl Mirror {
                 continue;
             }
             self.fw_answer(op, None);
-            match op {
-                Op::Upsert(o) => {
-                    let k = o.key();
+            let k = op.key();
+            match op.is_upsert() {
+                true => {
                     if self.refused.remove(&k).is_some() {
                         self.dep_waits.remove(&k);
                     }
@@ -648,10 +743,10 @@ impl Mirror {
                         self.fib_answer(&k, true);
                     }
                 }
-                Op::Delete(k) => {
+                false => {
                     freed.deps = true;
-                    if !self.unheld_deletes.remove(k) {
-                        freed.slots[room(k)] += 1;
+                    if !self.unheld_deletes.remove(&k) {
+                        freed.slots[room(&k)] += 1;
                     }
                 }
             }
@@ -726,12 +821,12 @@ impl Mirror {
         self.full_queued.len()
     }
 
-    /// Everything in the shadow, in dependency order, still encoded: a
-    /// snapshot to send in chunks with [`decode_chunk`].
-    pub fn snapshot(&self) -> Vec<(Key, Box<[u8]>)> {
-        let mut v: Vec<(Key, Box<[u8]>)> =
-            self.shadow.iter().map(|(k, s)| (*k, Box::from(&*s.enc))).collect();
-        v.sort_by_key(|(k, _)| rank(k));
+    /// Everything in the shadow as upserts, in dependency order, still
+    /// encoded: a snapshot to send in chunks.
+    pub fn snapshot(&self) -> Vec<Taken> {
+        let mut v: Vec<Taken> =
+            self.shadow.iter().map(|(k, s)| Taken { key: *k, upsert: true, enc: s.enc.clone() }).collect();
+        v.sort_by_key(|t| rank(&t.key));
         v
     }
 
@@ -747,11 +842,6 @@ impl Mirror {
     pub fn count(&self, kind: Kind) -> usize {
         self.counts[kind as usize]
     }
-}
-
-/// Decodes part of a [`Mirror::snapshot`] into upserts.
-pub fn decode_chunk(chunk: &[(Key, Box<[u8]>)]) -> Vec<Op> {
-    chunk.iter().filter_map(|(_, b)| postcard::from_bytes(b).ok().map(Op::Upsert)).collect()
 }
 
 #[cfg(test)]

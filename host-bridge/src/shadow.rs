@@ -46,6 +46,15 @@ impl Enc {
     }
 }
 
+/// Equal encodings, whatever their storage.
+impl PartialEq for Enc {
+    fn eq(&self, o: &Enc) -> bool {
+        **self == **o
+    }
+}
+
+impl Eq for Enc {}
+
 impl std::ops::Deref for Enc {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -12,7 +12,7 @@ use dpu_agent::{board, Engine};
 use dpu_hw::layout::TableId;
 use dpu_hw::{MmioHal, Region};
 use dpu_wire::*;
-use host_bridge::mirror::{decode_chunk, Freed, Mirror};
+use host_bridge::mirror::{Freed, Mirror, Taken};
 
 const BATCH: usize = 512;
 
@@ -28,10 +28,10 @@ fn route(i: u32) -> Object {
 }
 
 /// The engine's answers to `ops`, as the agent reports them: the refused.
-fn apply(e: &mut Engine<MmioHal>, ops: &[Op]) -> Vec<(usize, Status, Option<Key>)> {
+fn apply(e: &mut Engine<MmioHal>, ops: &[Taken]) -> Vec<(usize, Status, Option<Key>)> {
     ops.iter()
         .enumerate()
-        .filter_map(|(i, op)| match e.apply(op) {
+        .filter_map(|(i, t)| match e.apply(&t.op().expect("decodes")) {
             Status::Ok => None,
             s => Some((i, s, None)),
         })
@@ -46,7 +46,7 @@ fn drain(m: &mut Mirror, e: &mut Engine<MmioHal>) -> u64 {
         if ops.is_empty() {
             return upserts;
         }
-        upserts += ops.iter().filter(|o| matches!(o, Op::Upsert(_))).count() as u64;
+        upserts += ops.iter().filter(|o| o.upsert).count() as u64;
         let fails = apply(e, &ops);
         let freed = m.results(&ops, &fails);
         if !freed.is_empty() {
@@ -119,11 +119,10 @@ fn a_snapshot_into_a_full_table_of_stale_entries_gets_everything_in() {
     e.begin_snapshot();
     let mut freed = Freed::default();
     let mut refused = 0;
-    for chunk in all.chunks(BATCH) {
-        let ops = decode_chunk(chunk);
-        let fails = apply(&mut e, &ops);
+    for ops in all.chunks(BATCH) {
+        let fails = apply(&mut e, ops);
         refused += fails.len();
-        let f = m.results(&ops, &fails);
+        let f = m.results(ops, &fails);
         freed.deps |= f.deps;
     }
     let sweep = e.end_snapshot();

@@ -78,6 +78,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> FrameBuilder<B> {
         Ok(())
     }
 
+    /// Appends one item already in its postcard encoding, given in parts
+    /// (an enum's variant index, then its value's bytes): what a sender
+    /// that keeps objects encoded pushes without decoding and encoding
+    /// them again. The receiver checks it like any other item.
+    pub fn push_encoded(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
+        let limit = self.limit();
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if self.len + n > limit {
+            return Err(FrameError::Full);
+        }
+        for p in parts {
+            self.buf.as_mut()[self.len..self.len + p.len()].copy_from_slice(p);
+            self.len += p.len();
+        }
+        self.items += 1;
+        Ok(())
+    }
+
     fn append<T: Serialize>(&mut self, v: &T) -> Result<(), FrameError> {
         let limit = self.limit();
         let start = self.len;

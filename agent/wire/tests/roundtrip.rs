@@ -893,3 +893,36 @@ fn other_bounded_fields_over_bound_fail_cleanly() {
     assert_eq!(r.header::<HostHeader>(), Err(FrameError::Decode));
     assert_eq!(r.next_item::<Op>(), None, "nothing after a failed header");
 }
+
+/// An op pushed from its parts (variant index, then the object's or the
+/// key's own encoding), as host-bridge sends what it keeps encoded, is
+/// the same frame as the op pushed whole.
+#[test]
+fn encoded_parts_make_the_same_frame_as_whole_ops() {
+    let r = route(
+        254,
+        Prefix::new(v4(10, 1, 0, 0), 16),
+        20,
+        RouteType::Unicast,
+        RouteNexthops::Paths(hvec([path(3, Some(v4(192, 0, 2, 1)), 1)])),
+    );
+    let ops = [Op::Upsert(Object::Route(r.clone())), Op::Delete(Key::Route(r.key))];
+    let header = HostHeader { seq: 7, msg: HostMsg::Batch };
+    let whole = encode_frame(&header, &ops);
+    let mut b = FrameBuilder::new(vec![0u8; MAX_FRAME]);
+    b.start(&header).expect("header fits");
+    let obj = postcard::to_allocvec(&Object::Route(r.clone())).expect("encodes");
+    let key = postcard::to_allocvec(&Key::Route(r.key)).expect("encodes");
+    b.push_encoded(&[&[0], &obj]).expect("fits");
+    b.push_encoded(&[&[1], &key]).expect("fits");
+    assert_eq!(b.items(), 2);
+    let mut out = vec![0u8; MAX_ENCODED_FRAME];
+    let n = b.finish(&mut out).expect("finish");
+    assert_eq!(out[..n], whole[..]);
+    // A full frame refuses the item and stays as it was.
+    let mut small = FrameBuilder::new(vec![0u8; 24]);
+    small.start(&header).expect("header fits");
+    let before = small.len();
+    assert_eq!(small.push_encoded(&[&[0], &obj, &obj]), Err(FrameError::Full));
+    assert_eq!((small.len(), small.items()), (before, 0));
+}
