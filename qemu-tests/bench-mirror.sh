@@ -7,12 +7,15 @@
 # host-bridge and agent peak RSS, bytes per route, wire bytes per route and
 # events per second.
 #
-#   bash qemu-tests/bench-mirror.sh [V4_ROUTES] [V6_ROUTES] [native|qemu|vm]
+#   bash qemu-tests/bench-mirror.sh [V4_ROUTES] [V6_ROUTES] [native|qemu|vm|floor]
 #
 # native: the agent on this machine; qemu: the aarch64 agent under
 # qemu-aarch64-static; vm: the dpu-1m DPU image booted in
 # qemu-system-aarch64 (TCG, 1 vCPU, 1 GiB), host-bridge over its
 # virtio-serial port, the hardware read from the board's memory.
+# floor: no mirror at all, only host-bridge's netlink listener throwing
+# the events away (examples/netlink_floor.rs): the kernel's share of
+# host-bridge's CPU per route, which no change to its code can save.
 set -euo pipefail
 n4=${1:-1000000}
 n6=${2:-200000}
@@ -54,6 +57,27 @@ for i in range(n4):
 for i in range(n6):
     w(f"route add 2001:db8:{(i >> 16) + 1:x}:{i & 0xffff:x}::/64 nhid {101 + i % 16}\n")
 PY
+# CPU time (user + system, clock ticks) of a process, from /proc.
+cpu() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+if [ "$mode" = floor ]; then
+    cargo build --quiet --release -p host-bridge --example netlink_floor
+    ip netns exec "$ns" target/release/examples/netlink_floor $((256 << 20)) &
+    fpid=$!; pids+=($fpid)
+    sleep 0.5
+    f0=$(cpu "$fpid"); t0=$(date +%s.%N)
+    ip -n "$ns" -batch "$work/batch"
+    t1=$(date +%s.%N)
+    sleep 1
+    f1=$(cpu "$fpid")
+    python3 -c "
+n = $n4 + $n6; c = ($f1 - $f0) / $hz
+print(f'routes                  {$n4} IPv4 + {$n6} IPv6 (netlink listener only)')
+print(f'kernel install          {$t1 - $t0:8.2f} s  ({n / ($t1 - $t0):,.0f} routes/s)')
+print(f'netlink floor CPU       {c:8.2f} s, {c * 1e6 / n:.2f} us/route (receiving the events, nothing else)')
+"
+    exit 0
+fi
 if [ "$mode" = vm ]; then
     bash qemu-tests/dpu-vm.sh --memory 1G --timeout 120 --append dpu.agent_args=--stats-interval,0 "$image" "$work/dpu" >&2
     apid=$(cat "$work/dpu/qemu.pid")
@@ -72,9 +96,6 @@ for _ in $(seq 1200); do grep -q "snapshot 1:" "$work/hb.log" 2>/dev/null && bre
 base4=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route4"{print $2}')
 base6=$(target/release/dpu-hw usage "$hwfile" | awk '$1=="route6"{print $2}')
 rss_idle=$(awk '/VmRSS/{print $2}' /proc/$hpid/status)
-# CPU time (user + system, clock ticks) of a process, from /proc.
-cpu() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
 # Per thread of a process: tid, name, CPU ticks, context switches.
 threads() {
     for t in /proc/"$1"/task/*; do

@@ -29,7 +29,6 @@ use crate::notifier::feed::{Feed, TapMsg, TapsStatus};
 use crate::qualified;
 use dpu_wire::{Key, LinkKind, Object, OperState, Route, RouteKey, RouteNexthops};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use smol::Async;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
@@ -687,6 +686,14 @@ fn offloaded(m: &Mirror, cfg: &Config, o: &Object) -> bool {
     })
 }
 
+/// A channel to the netlink thread whose sender rings `bell` after each
+/// message (and when it closes), so that the thread waits for it and its
+/// socket in one `poll`.
+pub struct Belled<T> {
+    pub rx: smol::channel::Receiver<T>,
+    pub bell: Arc<EventFd>,
+}
+
 /// Options of the kernel listener.
 pub struct Listen {
     pub rcvbuf: usize,
@@ -694,7 +701,7 @@ pub struct Listen {
     /// Where the config came from, to read again at SIGHUP.
     pub config_path: Option<std::path::PathBuf>,
     /// One message per SIGHUP.
-    pub reload: Option<smol::channel::Receiver<()>>,
+    pub reload: Option<Belled<()>>,
     /// The notifier taps' feed, if they run.
     pub taps: Option<Feed>,
 }
@@ -777,6 +784,53 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
 }
 
 /// What woke the listener.
+/// Waits for the next thing to do: netlink datagrams (taken into `d`),
+/// then a SIGHUP, then a tap message, in that order when several wait.
+/// One `poll` over the socket and the channels' bells, on this thread: an
+/// async reactor woke a thread of its own for each wake and handed over,
+/// which cost the bare receive of a 1.2M-route install 1.7-1.9 us per
+/// route against 1.1-1.4 (`bench-mirror.sh ... floor`, with and without
+/// FLOOR_ASYNC=1).
+fn next_wake(
+    events: &NlSocket,
+    d: &mut Datagrams,
+    reload: Option<&Belled<()>>,
+    taps: Option<&(smol::channel::Receiver<TapMsg>, Arc<EventFd>)>,
+) -> Wake {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        match events.recv_many(d) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            r => return Wake::Netlink(r),
+        }
+        if reload.is_some_and(|r| r.rx.try_recv().is_ok()) {
+            return Wake::Reload;
+        }
+        if let Some((rx, _)) = taps {
+            match rx.try_recv() {
+                Ok(m) => return Wake::Tap(Some(m)),
+                Err(smol::channel::TryRecvError::Closed) => return Wake::Tap(None),
+                Err(smol::channel::TryRecvError::Empty) => {}
+            }
+        }
+        // A bell rung since the checks above keeps its count: poll
+        // returns at once.
+        let mut fds = vec![PollFd::new(events.as_fd(), PollFlags::POLLIN)];
+        fds.extend(reload.map(|r| PollFd::new(r.bell.as_fd(), PollFlags::POLLIN)));
+        fds.extend(taps.map(|(_, b)| PollFd::new(b.as_fd(), PollFlags::POLLIN)));
+        let _ = poll(&mut fds, PollTimeout::NONE);
+        drop(fds);
+        // Reset the bells (non-blocking: an unrung one is EAGAIN).
+        if let Some(r) = reload {
+            let _ = r.bell.read();
+        }
+        if let Some((_, b)) = taps {
+            let _ = b.read();
+        }
+    }
+}
+
 enum Wake {
     Netlink(io::Result<usize>),
     Tap(Option<TapMsg>),
@@ -812,24 +866,24 @@ fn resync_retrying(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[
 
 /// Runs forever: initial sync, then events.
 /// Datagrams read under one hold of the mirror lock.
-const DRAIN: usize = 1024;
+pub const DRAIN: usize = 1024;
 /// In a burst, how long the kernel may queue events before they are read.
 /// A wake costs far more than the events it serves on a virtualised host
 /// (a context switch here is some 10-25 us of CPU, bench-mirror.sh's
 /// per-thread figures): 4 ms against 1 ms cut host-bridge's wakes in a
 /// 1.2M-route install by two thirds and its CPU by 12%, for at most 4 ms
 /// more latency, in bursts only.
-const BURST_PAUSE: Duration = Duration::from_millis(4);
+pub const BURST_PAUSE: Duration = Duration::from_millis(4);
 
 /// The receive buffer overflowed: events were lost. The kernel reports an
 /// overflow once, then drops silently until the queue has been empty:
 /// the queue is drained first, so that a loss during the re-dump is
 /// reported again. What is drained is in the dump.
-fn overflowed(shared: &Shared, events: &Async<NlSocket>, d: &mut Datagrams, redump: &mut Todo) {
+fn overflowed(shared: &Shared, events: &NlSocket, d: &mut Datagrams, redump: &mut Todo) {
     shared.lock().counters.overflows += 1;
     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
     loop {
-        match events.get_ref().recv_many(d) {
+        match events.recv_many(d) {
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
             Err(_) => break,
@@ -839,7 +893,7 @@ fn overflowed(shared: &Shared, events: &Async<NlSocket>, d: &mut Datagrams, redu
 }
 
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
-    let events = Async::new(NlSocket::open(&group::ALL, opts.rcvbuf)?)?;
+    let events = NlSocket::open(&group::ALL, opts.rcvbuf)?;
     let mut dumper = NlSocket::open(&[], 0)?;
     let mut config = opts.config;
     resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
@@ -850,25 +904,14 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     }
     shared.notify();
     let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
-    let mut taps = opts.taps.as_ref().map(|t| t.rx.clone());
-    let reload = opts.reload.clone();
+    let mut taps = opts.taps.as_ref().map(|t| (t.rx.clone(), t.bell.clone()));
+    let reload = opts.reload.as_ref();
     let mut dgrams = Datagrams::default();
     let mut last_wake: Option<Instant> = None;
     let mut behind = false;
-    smol::block_on(async {
+    {
         loop {
-            let netlink = async { Wake::Netlink(events.read_with(|s| s.recv_many(&mut dgrams)).await) };
-            let hup = async {
-                match &reload {
-                    Some(rx) if rx.recv().await.is_ok() => Wake::Reload,
-                    _ => std::future::pending().await,
-                }
-            };
-            let netlink = smol::future::or(netlink, hup);
-            let wake = match &taps {
-                Some(rx) => smol::future::or(netlink, async { Wake::Tap(rx.recv().await.ok()) }).await,
-                None => netlink.await,
-            };
+            let wake = next_wake(&events, &mut dgrams, reload, taps.as_ref());
             let mut redump = Todo::default();
             if let Wake::Reload = wake {
                 // Only the difference goes to the DPU: the re-dump's
@@ -910,7 +953,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                         m.set_read_time(0);
                         apply_tap(&mut m, cx, msg, &mut redump);
                         // What else waits, under the same hold of the lock.
-                        if let Some(rx) = &taps {
+                        if let Some((rx, _)) = &taps {
                             while let Ok(msg) = rx.try_recv() {
                                 apply_tap(&mut m, cx, msg, &mut redump);
                             }
@@ -964,7 +1007,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             if taken >= DRAIN {
                                 break;
                             }
-                            match events.get_ref().recv_many(&mut dgrams) {
+                            match events.recv_many(&mut dgrams) {
                                 Ok(_) => {}
                                 Err(e)
                                     if matches!(
@@ -1022,7 +1065,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 resync_retrying(&shared, &config, &mut dumper, &kinds);
             }
         }
-    })
+    }
 }
 
 /// Reads back the FDB entries of one device (a bridge port's, or a

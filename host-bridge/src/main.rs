@@ -342,20 +342,25 @@ fn watchdog(shared: &Arc<Shared>, state: &Arc<Mutex<DpuState>>) {
 
 /// Blocks SIGHUP in this thread (and so in every thread it starts) and
 /// takes it on a thread of its own: one message per signal on the channel.
-fn hup_channel() -> nix::Result<smol::channel::Receiver<()>> {
+fn hup_channel() -> nix::Result<host_bridge::kernel::Belled<()>> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGHUP);
     set.thread_block()?;
     let (tx, rx) = smol::channel::bounded(1);
+    let bell = std::sync::Arc::new(nix::sys::eventfd::EventFd::from_flags(
+        nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+    )?);
+    let ring = bell.clone();
     let spawned = std::thread::Builder::new().name("sighup".into()).spawn(move || {
         while set.wait().is_ok() {
             // Full: a reload is already due, and reads the file then.
             let _ = tx.try_send(());
+            let _ = ring.write(1);
         }
     });
     spawned.map_err(|_| nix::Error::EAGAIN)?;
-    Ok(rx)
+    Ok(host_bridge::kernel::Belled { rx, bell })
 }
 
 fn status_cmd(a: StatusArgs) -> ExitCode {

@@ -12,6 +12,7 @@ use super::record::{Attr, Event, FdbEvent, FibEvent, NhEvent, Record};
 use super::{current_netns, Counts, TapState, Taps};
 use crate::kernel::Shared;
 use dpu_wire::{BridgeAgeing, EcmpHash, Family, FdbKey, Ip, Mac, Object, PortStp, Prefix, RouteKey};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -119,6 +120,9 @@ const KIND_NAMES: [&str; 13] = [
 /// The running taps, as the mirror sees them.
 pub struct Feed {
     pub rx: smol::channel::Receiver<TapMsg>,
+    /// Rung after each message and when the taps stop: the netlink thread
+    /// polls it beside its socket.
+    pub bell: Arc<EventFd>,
     /// The FIB and nexthop taps are attached: the mirror can do without
     /// re-dumps after a link goes down.
     pub routes_tapped: bool,
@@ -134,6 +138,11 @@ pub const CHANNEL: usize = 1 << 16;
 pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
     let inum = current_netns().map_err(|e| format!("/proc/thread-self/ns/net: {e}"))?;
     let (tx, rx) = smol::channel::bounded(CHANNEL);
+    let bell = Arc::new(
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| format!("eventfd: {e}"))?,
+    );
+    let ring = bell.clone();
     let (ready_tx, ready) = mpsc::channel::<Result<Vec<TapState>, String>>();
     let st = shared;
     std::thread::Builder::new()
@@ -164,7 +173,9 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
                             if let Some(m) = translate(&r) {
                                 // Blocks while the netlink thread is behind;
                                 // an error means it is gone: stop.
-                                return tx.send_blocking(m).is_ok();
+                                let sent = tx.send_blocking(m).is_ok();
+                                let _ = ring.write(1);
+                                return sent;
                             }
                         }
                         Err(e) => {
@@ -191,7 +202,9 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
                     if all.drops != drops {
                         let lost = all.drops - drops;
                         drops = all.drops;
-                        return tx.send_blocking(TapMsg::Lost(lost)).is_ok();
+                        let sent = tx.send_blocking(TapMsg::Lost(lost)).is_ok();
+                        let _ = ring.write(1);
+                        return sent;
                     }
                     true
                 },
@@ -199,11 +212,15 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
             if let Err(e) = r {
                 crate::log!("taps stopped: {e}");
             }
+            // The channel closes with the sender: the netlink thread sees
+            // it at this ring.
+            drop(tx);
+            let _ = ring.write(1);
         })
         .map_err(|e| format!("taps thread: {e}"))?;
     let states = ready.recv().map_err(|_| "taps thread ended".to_string())??;
     let on = |n: &str| states.iter().any(|s| s.name == n && s.attached.is_some());
-    Ok(Feed { rx, routes_tapped: on("fib") && on("nexthop") })
+    Ok(Feed { rx, bell, routes_tapped: on("fib") && on("nexthop") })
 }
 
 #[cfg(test)]
