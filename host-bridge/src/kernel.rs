@@ -429,8 +429,15 @@ fn apply(m: &mut Mirror, cx: Ctx, change: Change, redump: &mut Todo) {
             hidden_changed(m, cx, k, redump);
         }
         Change::Add(r) => {
-            let key = Key::Route(r.key);
-            match m.get(&key) {
+            let o = Object::Route(r);
+            // A key the mirror does not hold yet, the usual case: taken in
+            // the one lookup that finds it absent.
+            if !offloaded(m, cfg, &o) {
+                return apply(m, cx, Change::Upsert(o), redump);
+            }
+            let Err(have) = m.insert_new(&o) else { return };
+            let Object::Route(r) = o else { return };
+            match have.map(|b| *b) {
                 Some(Object::Route(have))
                     if !qualified::same_route(&have, &r)
                         && offloaded(m, cfg, &Object::Route(qualified::trap(r.key.table, r.key.dst))) =>

@@ -488,32 +488,52 @@ impl Mirror {
 
     /// A kernel upsert.
     pub fn upsert(&mut self, o: Object) {
+        let _ = self.upsert_or(&o, false);
+    }
+
+    /// A kernel upsert of an object whose key the mirror does not hold
+    /// yet; `Err` gives back the object held (`None` if undecodable), and
+    /// changes nothing. One lookup for both: a route added beside others
+    /// of its key (`kernel.rs`) is the per-event hot path.
+    pub fn insert_new(&mut self, o: &Object) -> Result<(), Option<Box<Object>>> {
+        self.upsert_or(o, true)
+    }
+
+    fn upsert_or(&mut self, o: &Object, only_new: bool) -> Result<(), Option<Box<Object>>> {
         let key = o.key();
+        // Encoded on the stack (a route is about 16 bytes; only a wide
+        // multipath route needs the heap), and the key hashed once for
+        // the compare and the insert.
+        let mut stack = [0u8; 256];
+        let heap;
+        let bytes: &[u8] = match postcard::to_slice(o, &mut stack) {
+            Ok(b) => b,
+            Err(_) => match postcard::to_allocvec(o) {
+                Ok(v) => {
+                    heap = v;
+                    &heap
+                }
+                Err(_) => return Ok(()),
+            },
+        };
+        let upserted = if only_new {
+            match self.shadow.insert_new(key, bytes, self.read_ns) {
+                Ok(()) => Upserted::Added,
+                Err(have) => return Err(postcard::from_bytes(&have.enc).ok().map(Box::new)),
+            }
+        } else {
+            // Stamped even when unchanged: a delete and an identical add
+            // again are both in the kernel's past now.
+            self.shadow.upsert(key, bytes, self.read_ns)
+        };
         if !self.not_offloaded.is_empty() {
             self.not_offloaded.remove(&key);
         }
         if !self.unheld_deletes.is_empty() {
             self.unheld_deletes.remove(&key);
         }
-        // Encoded on the stack (a route is about 16 bytes; only a wide
-        // multipath route needs the heap), and the key hashed once for
-        // the compare and the insert: this is the per-event hot path.
-        let mut stack = [0u8; 256];
-        let heap;
-        let bytes: &[u8] = match postcard::to_slice(&o, &mut stack) {
-            Ok(b) => b,
-            Err(_) => match postcard::to_allocvec(&o) {
-                Ok(v) => {
-                    heap = v;
-                    &heap
-                }
-                Err(_) => return,
-            },
-        };
-        // Stamped even when unchanged: a delete and an identical add again
-        // are both in the kernel's past now.
-        let added = match self.shadow.upsert(key, bytes, self.read_ns) {
-            Upserted::Same => return,
+        let added = match upserted {
+            Upserted::Same => return Ok(()),
             Upserted::Changed => false,
             Upserted::Added => true,
         };
@@ -530,6 +550,7 @@ impl Mirror {
             }
         }
         self.mark(key, true);
+        Ok(())
     }
 
     /// The time upserts from now on are stamped with: at or after the read
@@ -908,6 +929,19 @@ mod tests {
         m.take(100);
         m.upsert(nh(5, 3));
         assert!(!m.has_pending());
+    }
+
+    #[test]
+    fn insert_new_takes_an_absent_key_and_leaves_a_held_one() {
+        let mut m = Mirror::new();
+        assert_eq!(m.insert_new(&route(1, 5)), Ok(()));
+        assert_eq!(m.take(100), vec![Op::Upsert(route(1, 5))]);
+        assert_eq!(m.count(Kind::Route), 1);
+        // Held: the held object comes back, and nothing changes.
+        let changes = m.counters.changes;
+        assert_eq!(m.insert_new(&route(1, 6)), Err(Some(Box::new(route(1, 5)))));
+        assert_eq!((m.get(&route(1, 5).key()), m.counters.changes), (Some(route(1, 5)), changes));
+        assert!(m.take(100).is_empty());
     }
 
     #[test]

@@ -154,6 +154,22 @@ impl Shadow {
         }
     }
 
+    /// Inserts `k` if it is absent, in one lookup; else leaves it and
+    /// gives its slot back.
+    pub fn insert_new(&mut self, k: Key, b: &[u8], read_ns: u64) -> Result<(), &Slot> {
+        let h = self.hash(&k);
+        let hasher = &self.hasher;
+        let table = &mut self.shards[Self::shard(h)];
+        match table.entry(h, |(x, _)| *x == k, |(x, _)| hasher.hash_one(x)) {
+            Entry::Occupied(e) => Err(&e.into_mut().1),
+            Entry::Vacant(e) => {
+                e.insert((k, Slot { enc: Enc::new(b), read_ns }));
+                self.len += 1;
+                Ok(())
+            }
+        }
+    }
+
     pub fn remove(&mut self, k: &Key) -> Option<Slot> {
         let h = self.hash(k);
         match self.shards[Self::shard(h)].find_entry(h, |(x, _)| x == k) {
