@@ -68,8 +68,11 @@ if [ "$mode" = floor ]; then
     f0=$(cpu "$fpid"); t0=$(date +%s.%N)
     ip -n "$ns" -batch "$work/batch"
     t1=$(date +%s.%N)
-    sleep 1
+    # Until the listener has drained its queue: its CPU stops rising.
     f1=$(cpu "$fpid")
+    while sleep 0.5; do
+        f=$(cpu "$fpid"); [ "$f" = "$f1" ] && break; f1=$f
+    done
     python3 -c "
 n = $n4 + $n6; c = ($f1 - $f0) / $hz
 print(f'routes                  {$n4} IPv4 + {$n6} IPv6 (netlink listener only)')

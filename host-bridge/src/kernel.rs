@@ -790,7 +790,6 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
     }
 }
 
-/// What woke the listener.
 /// Waits for the next thing to do: netlink datagrams (taken into `d`),
 /// then a SIGHUP, then a tap message, in that order when several wait.
 /// One `poll` over the socket and the channels' bells, on this thread: an
@@ -822,12 +821,21 @@ fn next_wake(
             }
         }
         // A bell rung since the checks above keeps its count: poll
-        // returns at once.
-        let mut fds = vec![PollFd::new(events.as_fd(), PollFlags::POLLIN)];
-        fds.extend(reload.map(|r| PollFd::new(r.bell.as_fd(), PollFlags::POLLIN)));
-        fds.extend(taps.map(|(_, b)| PollFd::new(b.as_fd(), PollFlags::POLLIN)));
-        let _ = poll(&mut fds, PollTimeout::NONE);
-        drop(fds);
+        // returns at once. An absent channel polls the socket twice.
+        let fd = events.as_fd();
+        let mut fds = [
+            PollFd::new(fd, PollFlags::POLLIN),
+            PollFd::new(reload.map_or(fd, |r| r.bell.as_fd()), PollFlags::POLLIN),
+            PollFd::new(taps.map_or(fd, |(_, b)| b.as_fd()), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // ENOMEM, say: no spinning while it lasts.
+            Err(e) => {
+                crate::warn!("poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         // Reset the bells (non-blocking: an unrung one is EAGAIN).
         if let Some(r) = reload {
             let _ = r.bell.read();
@@ -838,6 +846,7 @@ fn next_wake(
     }
 }
 
+/// What woke the listener.
 enum Wake {
     Netlink(io::Result<usize>),
     Tap(Option<TapMsg>),

@@ -20,7 +20,7 @@
 //!   10 MiB shards were each a fresh mapping, every page of which the
 //!   kernel had to clear: 9-12% of host-bridge's CPU in a 1.2M-route
 //!   install (`HB_PERF=FILE qemu-tests/bench-mirror.sh`), gone at 256, and
-//!   peak RSS fell from 168 to 155 bytes per route.
+//!   peak RSS fell from 159-168 to 153-155 bytes per route.
 
 use dpu_wire::Key;
 use hashbrown::hash_table::{Entry, HashTable};

@@ -425,8 +425,8 @@ fn route_attrs(mut buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), Stri
             _ => 0,
         };
         if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(format!("route attribute of length {len} in {} bytes", buf.len())));
+            let left = std::mem::take(&mut buf).len();
+            return Some(Err(format!("route attribute of length {len} in {left} bytes")));
         }
         let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
         let v = &buf[4..len];
@@ -471,9 +471,12 @@ struct Hop {
     encap: bool,
 }
 
-/// The paths of `RTA_MULTIPATH`, checked like [`route_attrs`].
-fn hops(mut buf: &[u8], fam: Family) -> Result<heapless::Vec<Hop, { MAX_PATHS + 1 }>, String> {
-    let mut out = heapless::Vec::new();
+/// The paths of `RTA_MULTIPATH`, checked like [`route_attrs`]: all of
+/// them (a qualified route's siblings are tracked by the paths named,
+/// and a route may have more paths than the wire carries of which only
+/// the live ones count).
+fn hops(mut buf: &[u8], fam: Family) -> Result<Vec<Hop>, String> {
+    let mut out = Vec::new();
     while !buf.is_empty() {
         if buf.len() < 8 {
             return Err(format!("{} stray bytes in RTA_MULTIPATH", buf.len()));
@@ -501,10 +504,7 @@ fn hops(mut buf: &[u8], fam: Family) -> Result<heapless::Vec<Hop, { MAX_PATHS + 
                 _ => {}
             }
         }
-        // One more than the wire carries is enough to refuse the route.
-        if out.push(h).is_err() {
-            break;
-        }
+        out.push(h);
         buf = &buf[((len + 3) & !3).min(buf.len())..];
     }
     Ok(out)
@@ -622,15 +622,15 @@ pub fn route(p: &[u8]) -> Result<Conv, String> {
             if h.encap {
                 return Ok(Conv::NotOffloaded(key, "lightweight-tunnel encap on a path (RTA_ENCAP)"));
             }
+            if unusable(h.flags, fam) {
+                dead = true;
+                continue;
+            }
             if h.odd_gateway {
                 return Ok(Conv::NotOffloaded(
                     key,
                     "a path's gateway of a family the DPU has no table for (RTA_VIA)",
                 ));
-            }
-            if unusable(h.flags, fam) {
-                dead = true;
-                continue;
             }
             let p = Path {
                 ifindex: h.ifindex,
@@ -642,9 +642,6 @@ pub fn route(p: &[u8]) -> Result<Conv, String> {
                 return Ok(Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)"));
             }
         }
-        if hops.len() > MAX_PATHS {
-            return Ok(Conv::NotOffloaded(key, "more ECMP paths than the wire carries (32)"));
-        }
         if dead {
             DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -653,12 +650,12 @@ pub fn route(p: &[u8]) -> Result<Conv, String> {
         }
         RouteNexthops::Paths(v)
     } else {
-        if odd_gw {
-            return Ok(Conv::NotOffloaded(key, "a gateway of a family the DPU has no table for (RTA_VIA)"));
-        }
         if unusable(flags, fam) {
             DEAD_PATHS_LEFT_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(Conv::Dead(key));
+        }
+        if odd_gw {
+            return Ok(Conv::NotOffloaded(key, "a gateway of a family the DPU has no table for (RTA_VIA)"));
         }
         let mut v = heapless::Vec::new();
         let _ = v.push(Path { ifindex: oif, gateway: gw, weight: 1, onlink });
@@ -916,10 +913,23 @@ mod tests {
             v.iter().map(|p| (p.ifindex, p.gateway)).collect::<Vec<_>>(),
             vec![(3, gw6(1)), (5, gw6(3))]
         );
-        // More paths than the wire carries: refused whole.
+        // More live paths than the wire carries: refused whole; only the
+        // live ones count.
         let many: Vec<Vec<u8>> = (0..=MAX_PATHS as u32).map(|i| hop(0, 10 + i, &[])).collect();
         let p = v4_route(&[attr(RTA_MULTIPATH, &many.concat())]);
         assert!(matches!(route(&p), Ok(Conv::NotOffloaded(_, why)) if why.contains("32")));
+        let mut one_dead = many.clone();
+        one_dead[7][2] = RTNH_F_DEAD as u8;
+        let p = v4_route(&[attr(RTA_MULTIPATH, &one_dead.concat())]);
+        assert!(
+            matches!(route(&p), Ok(Conv::Plain(r)) if matches!(&r.nexthops, RouteNexthops::Paths(v) if v.len() == MAX_PATHS))
+        );
+        // A qualified (TOS) route names every path, past the wire's 32.
+        let mut tos = v4_route(&[attr(RTA_MULTIPATH, &many.concat())]);
+        tos[3] = 0x10;
+        assert!(
+            matches!(route(&tos), Ok(Conv::Qualified(q, paths)) if q.tos == 0x10 && paths.len() == MAX_PATHS + 1)
+        );
         // An encap on one path refuses the route.
         let p = v4_route(&[attr(RTA_MULTIPATH, &[hop(0, 3, &[attr(RTA_ENCAP_TYPE, &[1, 0])])].concat())]);
         assert!(matches!(route(&p), Ok(Conv::NotOffloaded(_, why)) if why.contains("encap")));
@@ -934,7 +944,7 @@ mod tests {
         assert!(route(&long).is_err(), "/33");
         // Cloned routes and other types are not the DPU's.
         let mut cloned = good.clone();
-        cloned[9] = 0x02; // RTM_F_CLONED (0x200)
+        cloned[8..12].copy_from_slice(&0x200u32.to_ne_bytes()); // RTM_F_CLONED
         assert_eq!(route(&cloned), Ok(Conv::Ignore));
         let mut bcast = good;
         bcast[7] = 3;

@@ -132,6 +132,15 @@ pub struct Feed {
 /// routes; past it the ring buffer takes the rest, then drops are counted.
 pub const CHANNEL: usize = 1 << 16;
 
+/// Rings the bell when dropped.
+struct RingOnDrop(Arc<EventFd>);
+
+impl Drop for RingOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.write(1);
+    }
+}
+
 /// Loads the taps on a thread of their own, in the netns of the calling
 /// thread, and returns once they are attached (or failed to load). Their
 /// status goes into `shared.taps`.
@@ -148,6 +157,11 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
     std::thread::Builder::new()
         .name("taps".into())
         .spawn(move || {
+            // Declared before the sender, so dropped after it, on a
+            // return or a panic alike: the netlink thread is woken to
+            // find the channel closed.
+            let _closing = RingOnDrop(ring.clone());
+            let tx = tx;
             // Threads start in the process's netns: the caller's, which
             // entered --netns before calling.
             let taps = match Taps::load(inum, ring_bytes) {
@@ -212,10 +226,6 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
             if let Err(e) = r {
                 crate::log!("taps stopped: {e}");
             }
-            // The channel closes with the sender: the netlink thread sees
-            // it at this ring.
-            drop(tx);
-            let _ = ring.write(1);
         })
         .map_err(|e| format!("taps thread: {e}"))?;
     let states = ready.recv().map_err(|_| "taps thread ended".to_string())??;
