@@ -701,6 +701,45 @@ pub struct Belled<T> {
     pub bell: Arc<EventFd>,
 }
 
+/// The sending side of a [`Belled`] channel. Dropped, on a return or a
+/// panic alike, it closes the channel and rings, so the netlink thread
+/// wakes to find it closed.
+pub struct BellSender<T> {
+    tx: Option<smol::channel::Sender<T>>,
+    bell: Arc<EventFd>,
+}
+
+impl<T> BellSender<T> {
+    /// Sends, waiting for room; false once the netlink thread is gone.
+    pub fn send_blocking(&self, m: T) -> bool {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send_blocking(m).is_ok());
+        let _ = self.bell.write(1);
+        sent
+    }
+
+    /// Sends if there is room (a full channel already has a wake due).
+    pub fn try_send(&self, m: T) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(m);
+        }
+        let _ = self.bell.write(1);
+    }
+}
+
+impl<T> Drop for BellSender<T> {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let _ = self.bell.write(1);
+    }
+}
+
+/// A bounded [`Belled`] channel and its sender.
+pub fn belled<T>(cap: usize) -> io::Result<(BellSender<T>, Belled<T>)> {
+    let bell = Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?);
+    let (tx, rx) = smol::channel::bounded(cap);
+    Ok((BellSender { tx: Some(tx), bell: bell.clone() }, Belled { rx, bell }))
+}
+
 /// Options of the kernel listener.
 pub struct Listen {
     pub rcvbuf: usize,
@@ -801,7 +840,7 @@ fn next_wake(
     events: &NlSocket,
     d: &mut Datagrams,
     reload: Option<&Belled<()>>,
-    taps: Option<&(smol::channel::Receiver<TapMsg>, Arc<EventFd>)>,
+    taps: Option<&Belled<TapMsg>>,
 ) -> Wake {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
@@ -813,8 +852,8 @@ fn next_wake(
         if reload.is_some_and(|r| r.rx.try_recv().is_ok()) {
             return Wake::Reload;
         }
-        if let Some((rx, _)) = taps {
-            match rx.try_recv() {
+        if let Some(t) = taps {
+            match t.rx.try_recv() {
                 Ok(m) => return Wake::Tap(Some(m)),
                 Err(smol::channel::TryRecvError::Closed) => return Wake::Tap(None),
                 Err(smol::channel::TryRecvError::Empty) => {}
@@ -826,7 +865,7 @@ fn next_wake(
         let mut fds = [
             PollFd::new(fd, PollFlags::POLLIN),
             PollFd::new(reload.map_or(fd, |r| r.bell.as_fd()), PollFlags::POLLIN),
-            PollFd::new(taps.map_or(fd, |(_, b)| b.as_fd()), PollFlags::POLLIN),
+            PollFd::new(taps.map_or(fd, |t| t.bell.as_fd()), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -837,10 +876,7 @@ fn next_wake(
             }
         }
         // Reset the bells (non-blocking: an unrung one is EAGAIN).
-        if let Some(r) = reload {
-            let _ = r.bell.read();
-        }
-        if let Some((_, b)) = taps {
+        for b in reload.iter().map(|r| &r.bell).chain(taps.iter().map(|t| &t.bell)) {
             let _ = b.read();
         }
     }
@@ -920,166 +956,161 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     }
     shared.notify();
     let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
-    let mut taps = opts.taps.as_ref().map(|t| (t.rx.clone(), t.bell.clone()));
+    let mut taps = opts.taps.as_ref().map(|t| &t.chan);
     let reload = opts.reload.as_ref();
     let mut dgrams = Datagrams::default();
     let mut last_wake: Option<Instant> = None;
     let mut behind = false;
-    {
-        loop {
-            let wake = next_wake(&events, &mut dgrams, reload, taps.as_ref());
-            let mut redump = Todo::default();
-            if let Wake::Reload = wake {
-                // Only the difference goes to the DPU: the re-dump's
-                // reconcile touches what the new config changes.
-                let Some(path) = &opts.config_path else {
-                    crate::log!("SIGHUP: no --config to read again");
-                    continue;
-                };
-                match Config::load(path) {
-                    Ok(c) if c == config => crate::log!("SIGHUP: {} unchanged", path.display()),
-                    Ok(c) => {
-                        config = c;
-                        let before = shared.lock().counters.changes;
-                        resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
-                        let changed = shared.lock().counters.changes - before;
-                        crate::log!("SIGHUP: {} reloaded: {changed} objects changed", path.display());
-                    }
-                    Err(e) => crate::warn!(
-                        "SIGHUP: {} not reloaded, keeping the running config: {e}",
-                        path.display()
-                    ),
-                }
-                shared.notify();
+    loop {
+        let wake = next_wake(&events, &mut dgrams, reload, taps);
+        let mut redump = Todo::default();
+        if let Wake::Reload = wake {
+            // Only the difference goes to the DPU: the re-dump's
+            // reconcile touches what the new config changes.
+            let Some(path) = &opts.config_path else {
+                crate::log!("SIGHUP: no --config to read again");
                 continue;
-            }
-            let cx = Ctx { cfg: &config, tapped };
-            match wake {
-                Wake::Reload => {}
-                Wake::Tap(None) => {
-                    crate::log!("taps stopped: netlink alone from now on, after a resync");
-                    (taps, tapped) = (None, false);
-                    redump.extend(Kind::ALL);
+            };
+            match Config::load(path) {
+                Ok(c) if c == config => crate::log!("SIGHUP: {} unchanged", path.display()),
+                Ok(c) => {
+                    config = c;
+                    let before = shared.lock().counters.changes;
+                    resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
+                    let changed = shared.lock().counters.changes - before;
+                    crate::log!("SIGHUP: {} reloaded: {changed} objects changed", path.display());
                 }
-                Wake::Tap(Some(msg)) => {
-                    {
-                        let mut m = shared.lock();
-                        // Taps come in order: what one sets is never
-                        // raced by a later one.
-                        m.set_read_time(0);
-                        apply_tap(&mut m, cx, msg, &mut redump);
-                        // What else waits, under the same hold of the lock.
-                        if let Some((rx, _)) = &taps {
-                            while let Ok(msg) = rx.try_recv() {
-                                apply_tap(&mut m, cx, msg, &mut redump);
-                            }
+                Err(e) => {
+                    crate::warn!("SIGHUP: {} not reloaded, keeping the running config: {e}", path.display())
+                }
+            }
+            shared.notify();
+            continue;
+        }
+        let cx = Ctx { cfg: &config, tapped };
+        match wake {
+            Wake::Reload => {}
+            Wake::Tap(None) => {
+                crate::log!("taps stopped: netlink alone from now on, after a resync");
+                (taps, tapped) = (None, false);
+                redump.extend(Kind::ALL);
+            }
+            Wake::Tap(Some(msg)) => {
+                {
+                    let mut m = shared.lock();
+                    // Taps come in order: what one sets is never
+                    // raced by a later one.
+                    m.set_read_time(0);
+                    apply_tap(&mut m, cx, msg, &mut redump);
+                    // What else waits, under the same hold of the lock.
+                    if let Some(t) = taps {
+                        while let Ok(msg) = t.rx.try_recv() {
+                            apply_tap(&mut m, cx, msg, &mut redump);
                         }
                     }
-                    shared.notify();
                 }
-                Wake::Netlink(Ok(_)) => {
-                    // In a burst (this wake within BURST_PAUSE of the
-                    // previous one), let the kernel queue more first: one
-                    // wake, one hold of the lock and one bell then serve
-                    // dozens of events instead of one, at the cost of at
-                    // most BURST_PAUSE of latency, and only in bursts. A
-                    // lone event is taken at once.
-                    // Not when the last drain stopped at DRAIN: then the
-                    // socket is full already and a pause only risks ENOBUFS.
-                    if !behind && last_wake.is_some_and(|l| l.elapsed() < BURST_PAUSE) {
-                        std::thread::sleep(BURST_PAUSE);
-                    }
-                    behind = true;
-                    let mut bad = Vec::new();
-                    let mut failed = None;
-                    let mut truncated = 0;
-                    {
-                        let mut m = shared.lock();
-                        // What the socket holds, up to DRAIN datagrams,
-                        // under one hold of the lock.
-                        let mut taken = 0;
-                        loop {
-                            // Read by now: their upserts are stamped no
-                            // earlier than their read (see `raced`).
-                            m.set_read_time(monotonic_ns());
-                            truncated += dgrams.truncated;
-                            for dg in dgrams.iter() {
-                                for msg in messages(dg) {
-                                    let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
-                                    m.counters.events += 1;
-                                    match convert(msg.kind, msg.payload) {
-                                        Ok(c) => apply(&mut m, cx, beside(c, msg.flags), &mut redump),
-                                        Err(e) => {
-                                            m.counters.parse_errors += 1;
-                                            crate::log!(
-                                                "unparsable {kind:?} message ({e}): resyncing {kind:?}"
-                                            );
-                                            bad.push(kind);
-                                        }
+                shared.notify();
+            }
+            Wake::Netlink(Ok(_)) => {
+                // In a burst (this wake within BURST_PAUSE of the
+                // previous one), let the kernel queue more first: one
+                // wake, one hold of the lock and one bell then serve
+                // dozens of events instead of one, at the cost of at
+                // most BURST_PAUSE of latency, and only in bursts. A
+                // lone event is taken at once.
+                // Not when the last drain stopped at DRAIN: then the
+                // socket is full already and a pause only risks ENOBUFS.
+                if !behind && last_wake.is_some_and(|l| l.elapsed() < BURST_PAUSE) {
+                    std::thread::sleep(BURST_PAUSE);
+                }
+                behind = true;
+                let mut bad = Vec::new();
+                let mut failed = None;
+                let mut truncated = 0;
+                {
+                    let mut m = shared.lock();
+                    // What the socket holds, up to DRAIN datagrams,
+                    // under one hold of the lock.
+                    let mut taken = 0;
+                    loop {
+                        // Read by now: their upserts are stamped no
+                        // earlier than their read (see `raced`).
+                        m.set_read_time(monotonic_ns());
+                        truncated += dgrams.truncated;
+                        for dg in dgrams.iter() {
+                            for msg in messages(dg) {
+                                let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
+                                m.counters.events += 1;
+                                match convert(msg.kind, msg.payload) {
+                                    Ok(c) => apply(&mut m, cx, beside(c, msg.flags), &mut redump),
+                                    Err(e) => {
+                                        m.counters.parse_errors += 1;
+                                        crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
+                                        bad.push(kind);
                                     }
                                 }
                             }
-                            taken += dgrams.len();
-                            if taken >= DRAIN {
+                        }
+                        taken += dgrams.len();
+                        if taken >= DRAIN {
+                            break;
+                        }
+                        match events.recv_many(&mut dgrams) {
+                            Ok(_) => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                                ) =>
+                            {
+                                behind = false;
                                 break;
                             }
-                            match events.recv_many(&mut dgrams) {
-                                Ok(_) => {}
-                                Err(e)
-                                    if matches!(
-                                        e.kind(),
-                                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                                    ) =>
-                                {
-                                    behind = false;
-                                    break;
-                                }
-                                Err(e) => {
-                                    failed = Some(e);
-                                    break;
-                                }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
                             }
                         }
                     }
-                    if truncated > 0 {
-                        shared.lock().counters.overflows += 1;
-                        crate::warn!(
+                }
+                if truncated > 0 {
+                    shared.lock().counters.overflows += 1;
+                    crate::warn!(
                             "{truncated} netlink event datagrams larger than {} KiB were cut: re-dumping everything",
                             SLOT >> 10
                         );
-                        redump.extend(Kind::ALL);
-                    }
-                    last_wake = Some(Instant::now());
-                    shared.notify();
-                    if !redump.kinds.is_empty() {
-                        shared.lock().counters.redumps += 1;
-                    }
-                    redump.extend(bad);
-                    match failed {
-                        Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                            overflowed(&shared, &events, &mut dgrams, &mut redump)
-                        }
-                        Some(e) => return Err(e),
-                        None => {}
-                    }
+                    redump.extend(Kind::ALL);
                 }
-                Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                    overflowed(&shared, &events, &mut dgrams, &mut redump)
+                last_wake = Some(Instant::now());
+                shared.notify();
+                if !redump.kinds.is_empty() {
+                    shared.lock().counters.redumps += 1;
                 }
-                Wake::Netlink(Err(e)) => return Err(e),
-            }
-            for ifindex in std::mem::take(&mut redump.link_fdb) {
-                if let Err(e) = resync_link_fdb(&shared, &config, &mut dumper, ifindex) {
-                    crate::warn!("reading back the FDB of link {ifindex} failed ({e}): re-dumping the FDB");
-                    redump.kinds.push(Kind::Fdb);
+                redump.extend(bad);
+                match failed {
+                    Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                        overflowed(&shared, &events, &mut dgrams, &mut redump)
+                    }
+                    Some(e) => return Err(e),
+                    None => {}
                 }
             }
-            let mut kinds = redump.kinds;
-            if !kinds.is_empty() {
-                kinds.sort();
-                kinds.dedup();
-                resync_retrying(&shared, &config, &mut dumper, &kinds);
+            Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
+                overflowed(&shared, &events, &mut dgrams, &mut redump)
             }
+            Wake::Netlink(Err(e)) => return Err(e),
+        }
+        for ifindex in std::mem::take(&mut redump.link_fdb) {
+            if let Err(e) = resync_link_fdb(&shared, &config, &mut dumper, ifindex) {
+                crate::warn!("reading back the FDB of link {ifindex} failed ({e}): re-dumping the FDB");
+                redump.kinds.push(Kind::Fdb);
+            }
+        }
+        let mut kinds = redump.kinds;
+        if !kinds.is_empty() {
+            kinds.sort();
+            kinds.dedup();
+            resync_retrying(&shared, &config, &mut dumper, &kinds);
         }
     }
 }
@@ -1119,4 +1150,28 @@ fn resync_link_fdb(shared: &Shared, cfg: &Config, sock: &mut NlSocket, ifindex: 
     drop(m);
     shared.notify();
     Ok(())
+}
+
+#[cfg(test)]
+mod belled_tests {
+    use super::*;
+
+    #[test]
+    fn a_belled_sender_rings_per_message_and_at_its_drop_even_in_a_panic() {
+        let (tx, rx) = belled::<u32>(4).expect("eventfd");
+        assert!(rx.bell.read().is_err(), "not rung yet");
+        assert!(tx.send_blocking(7));
+        assert_eq!(rx.bell.read().ok(), Some(1));
+        tx.try_send(8);
+        assert_eq!(rx.bell.read().ok(), Some(1));
+        // A thread that panics holding the sender still closes and rings.
+        let t = std::thread::spawn(move || {
+            let _tx = tx;
+            panic!("taps thread dies");
+        });
+        assert!(t.join().is_err());
+        assert_eq!(rx.bell.read().ok(), Some(1));
+        assert_eq!((rx.rx.try_recv(), rx.rx.try_recv()), (Ok(7), Ok(8)));
+        assert_eq!(rx.rx.try_recv(), Err(smol::channel::TryRecvError::Closed));
+    }
 }

@@ -347,20 +347,16 @@ fn hup_channel() -> nix::Result<host_bridge::kernel::Belled<()>> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGHUP);
     set.thread_block()?;
-    let (tx, rx) = smol::channel::bounded(1);
-    let bell = std::sync::Arc::new(nix::sys::eventfd::EventFd::from_flags(
-        nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
-    )?);
-    let ring = bell.clone();
+    let (tx, rx) = host_bridge::kernel::belled(1)
+        .map_err(|e| nix::Error::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)))?;
     let spawned = std::thread::Builder::new().name("sighup".into()).spawn(move || {
         while set.wait().is_ok() {
             // Full: a reload is already due, and reads the file then.
-            let _ = tx.try_send(());
-            let _ = ring.write(1);
+            tx.try_send(());
         }
     });
     spawned.map_err(|_| nix::Error::EAGAIN)?;
-    Ok(host_bridge::kernel::Belled { rx, bell })
+    Ok(rx)
 }
 
 fn status_cmd(a: StatusArgs) -> ExitCode {

@@ -210,7 +210,7 @@ pub struct Taken {
 }
 
 impl Taken {
-    fn delete(key: Key) -> Self {
+    pub fn delete(key: Key) -> Self {
         let mut b = [0u8; 64];
         let enc = match postcard::to_slice(&key, &mut b) {
             Ok(b) => Enc::new(b),
@@ -250,37 +250,8 @@ impl PartialEq<Op> for Taken {
     }
 }
 
-/// What the DPU was sent, as [`Mirror::results`] reads it: an [`Op`] or
-/// a [`Taken`].
-pub trait Sent {
-    fn key(&self) -> Key;
-    fn is_upsert(&self) -> bool;
+impl Taken {
     /// The flow of a flow upsert (decoded on demand).
-    fn flow(&self) -> Option<dpu_wire::FlowRule>;
-}
-
-impl Sent for Op {
-    fn key(&self) -> Key {
-        Op::key(self)
-    }
-    fn is_upsert(&self) -> bool {
-        matches!(self, Op::Upsert(_))
-    }
-    fn flow(&self) -> Option<dpu_wire::FlowRule> {
-        match self {
-            Op::Upsert(Object::Flow(f)) => Some(f.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl Sent for Taken {
-    fn key(&self) -> Key {
-        self.key
-    }
-    fn is_upsert(&self) -> bool {
-        self.upsert
-    }
     fn flow(&self) -> Option<dpu_wire::FlowRule> {
         match (self.upsert, self.key) {
             (true, Key::Flow(_)) => match self.op() {
@@ -342,7 +313,7 @@ impl Mirror {
         self.fw_answers.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    fn fw_answer(&mut self, op: &impl Sent, status: Option<Status>) {
+    fn fw_answer(&mut self, op: &Taken, status: Option<Status>) {
         let Some(v) = &mut self.fw_answers else { return };
         let Some(f) = op.flow() else { return };
         if f.cookie >> 63 == 1 {
@@ -701,7 +672,7 @@ impl Mirror {
 
     /// Records the DPU's answers to `ops`. Returns the room the batch
     /// freed, for [`Mirror::retry_refused`].
-    pub fn results(&mut self, ops: &[impl Sent], failures: &[(usize, Status, Option<Key>)]) -> Freed {
+    pub fn results(&mut self, ops: &[Taken], failures: &[(usize, Status, Option<Key>)]) -> Freed {
         self.counters.sent += ops.len() as u64;
         // The DPU answered: from the kernel's event to here, for the ops
         // of the last take (a snapshot's have no start time).
@@ -717,10 +688,10 @@ impl Mirror {
         let mut failed = HashSet::default();
         for &(i, status, _) in failures {
             if let Some(op) = ops.get(i) {
-                let k = op.key();
+                let k = op.key;
                 failed.insert(i);
                 self.fw_answer(op, Some(status));
-                if op.is_upsert() && self.shadow.contains_key(&k) {
+                if op.upsert && self.shadow.contains_key(&k) {
                     self.counters.refused += 1;
                     self.counters.refused_by[status as usize] += 1;
                     // Every refusal is in the status; the log gets the
@@ -751,8 +722,8 @@ impl Mirror {
                 continue;
             }
             self.fw_answer(op, None);
-            let k = op.key();
-            match op.is_upsert() {
+            let k = op.key;
+            match op.upsert {
                 true => {
                     if self.refused.remove(&k).is_some() {
                         self.dep_waits.remove(&k);
@@ -1022,7 +993,7 @@ mod tests {
         assert!(!m.fib_asked(&held(&a, 5)));
         let ops = m.take(100);
         // The DPU holds a and refuses b.
-        let ib = ops.iter().position(|o| o.key() == b.key()).expect("b sent");
+        let ib = ops.iter().position(|o| o.key == b.key()).expect("b sent");
         m.results(&ops, &[(ib, Status::TableFull, None)]);
         assert_eq!(m.fib_flags(&ka), Some(FIB_F_OFFLOAD));
         assert_eq!(m.fib_flags(&kb), Some(FIB_F_OFFLOAD_FAILED));
@@ -1072,7 +1043,7 @@ mod tests {
         m.upsert(Object::NexthopGroup(NexthopGroup { id: 9, members, resilient_buckets: None }));
         assert!(!m.nh_asked(&single(5)), "no answer yet");
         let ops = m.take(100);
-        let i6 = ops.iter().position(|o| o.key() == Key::Nexthop(6)).expect("6 sent");
+        let i6 = ops.iter().position(|o| o.key == Key::Nexthop(6)).expect("6 sent");
         m.results(&ops, &[(i6, Status::TableFull, None)]);
         assert_eq!(
             (m.nh_flags(5), m.nh_flags(6), m.nh_flags(9)),
@@ -1117,7 +1088,7 @@ mod tests {
         m.upsert(flow((1 << 63) | 1));
         m.upsert(flow(7)); // a tc filter mirrored from netlink: nobody waits
         let ops = m.take(100);
-        let i = ops.iter().position(|o| o.key() == Key::Flow((1 << 63) | 1)).expect("sent");
+        let i = ops.iter().position(|o| o.key == Key::Flow((1 << 63) | 1)).expect("sent");
         m.results(&ops, &[(i, Status::TableFull, None)]);
         let mut a = m.take_fw_answers();
         a.sort_by_key(|x| x.cookie);
@@ -1161,14 +1132,14 @@ mod tests {
         // Ten held routes deleted (ten never mirrored here, held by the
         // DPU as far as the test goes): ten retries, oldest first.
         let before = m.counters.retried;
-        let deletes: Vec<Op> = (5000..5010).map(|i| Op::Delete(route(i, 1).key())).collect();
+        let deletes: Vec<Taken> = (5000..5010).map(|i| Taken::delete(route(i, 1).key())).collect();
         let freed = m.results(&deletes, &[]);
         assert_eq!(freed.slots.iter().sum::<u32>(), 10);
         m.retry_refused(&freed);
         assert_eq!(m.counters.retried - before, 10);
         let retried = m.take(2000);
         assert_eq!(retried.len(), 10);
-        assert_eq!(retried[0].key(), ops[0].key(), "oldest first");
+        assert_eq!(retried[0].key, ops[0].key, "oldest first");
         // Refused again: to the back of the queue; nothing more retried
         // without more room.
         let fails: Vec<_> = (0..retried.len()).map(|i| (i, Status::TableFull, None)).collect();
@@ -1176,9 +1147,9 @@ mod tests {
         m.retry_refused(&Freed::default());
         assert!(m.take(2000).is_empty());
         // Deleting a refused entry frees nothing.
-        m.delete(&ops[500].key());
+        m.delete(&ops[500].key);
         let del = m.take(10);
-        assert_eq!(del, vec![Op::Delete(ops[500].key())]);
+        assert_eq!(del, vec![Op::Delete(ops[500].key)]);
         assert!(m.results(&del, &[]).slots.iter().all(|&n| n == 0));
         assert_eq!(m.waiting_for_room(), 1000, "999 refused, one stale");
     }

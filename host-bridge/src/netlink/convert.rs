@@ -412,29 +412,6 @@ fn unusable(flags: u32, fam: Family) -> bool {
             && IGNORE_LINKDOWN.load(std::sync::atomic::Ordering::Relaxed) & bit != 0)
 }
 
-/// The attributes of a route message, each checked: a length that runs
-/// past the message, or bytes left over after the last attribute, make the
-/// message unparsable (never a route read from cut bytes).
-fn route_attrs(mut buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
-    std::iter::from_fn(move || {
-        if buf.is_empty() {
-            return None;
-        }
-        let len = match buf {
-            [a, b, _, _, ..] => u16::from_ne_bytes([*a, *b]) as usize,
-            _ => 0,
-        };
-        if len < 4 || len > buf.len() {
-            let left = std::mem::take(&mut buf).len();
-            return Some(Err(format!("route attribute of length {len} in {left} bytes")));
-        }
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        let v = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, v)))
-    })
-}
-
 /// An address attribute of a route (`RTA_DST`, `RTA_GATEWAY`, ...) of the
 /// route's family.
 fn route_ip(v: &[u8], fam: Family, what: &str) -> Result<Ip, String> {
@@ -471,7 +448,7 @@ struct Hop {
     encap: bool,
 }
 
-/// The paths of `RTA_MULTIPATH`, checked like [`route_attrs`]: all of
+/// The paths of `RTA_MULTIPATH`, checked like [`attrs_checked`]: all of
 /// them (a qualified route's siblings are tracked by the paths named,
 /// and a route may have more paths than the wire carries of which only
 /// the live ones count).
@@ -493,7 +470,7 @@ fn hops(mut buf: &[u8], fam: Family) -> Result<Vec<Hop>, String> {
             odd_gateway: false,
             encap: false,
         };
-        for a in route_attrs(&buf[8..len]) {
+        for a in attrs_checked(&buf[8..len]) {
             match a? {
                 (RTA_GATEWAY, v) => h.gateway = Some(route_ip(v, fam, "RTA_GATEWAY")?),
                 (RTA_VIA, v) => {
@@ -560,7 +537,7 @@ pub fn route(p: &[u8]) -> Result<Conv, String> {
     let (mut table, mut dst, mut metric, mut src) = (h[4] as u32, zero, 0, zero);
     let (mut oif, mut gw, mut odd_gw, mut nh_id, mut multipath, mut encap) =
         (0, None, false, None, None, false);
-    for a in route_attrs(&p[12..]) {
+    for a in attrs_checked(&p[12..]) {
         let (t, v) = a?;
         let u32_attr = |what: &str| u32_of(v).ok_or_else(|| format!("{what} of {} bytes", v.len()));
         match t {

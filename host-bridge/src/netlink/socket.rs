@@ -254,20 +254,32 @@ pub fn messages(mut buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
     })
 }
 
-/// Netlink attributes: (type without flags, value).
-pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+/// Netlink attributes: (type without flags, value); stops at the first
+/// malformed one.
+pub fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    attrs_checked(buf).map_while(Result::ok)
+}
+
+/// Netlink attributes, each checked: a length that runs past the buffer,
+/// or bytes left over after the last attribute, end the walk with an
+/// error (never an attribute read from cut bytes).
+pub fn attrs_checked(mut buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), String>> {
     std::iter::from_fn(move || {
-        if buf.len() < 4 {
+        if buf.is_empty() {
             return None;
         }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
+        let len = match buf {
+            [a, b, _, _, ..] => u16::from_ne_bytes([*a, *b]) as usize,
+            _ => 0,
+        };
         if len < 4 || len > buf.len() {
-            return None;
+            let left = std::mem::take(&mut buf).len();
+            return Some(Err(format!("attribute of length {len} in {left} bytes")));
         }
+        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
         let v = &buf[4..len];
         buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some((kind, v))
+        Some(Ok((kind, v)))
     })
 }
 

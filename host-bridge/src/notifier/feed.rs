@@ -12,7 +12,6 @@ use super::record::{Attr, Event, FdbEvent, FibEvent, NhEvent, Record};
 use super::{current_netns, Counts, TapState, Taps};
 use crate::kernel::Shared;
 use dpu_wire::{BridgeAgeing, EcmpHash, Family, FdbKey, Ip, Mac, Object, PortStp, Prefix, RouteKey};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -119,10 +118,9 @@ const KIND_NAMES: [&str; 13] = [
 
 /// The running taps, as the mirror sees them.
 pub struct Feed {
-    pub rx: smol::channel::Receiver<TapMsg>,
     /// Rung after each message and when the taps stop: the netlink thread
-    /// polls it beside its socket.
-    pub bell: Arc<EventFd>,
+    /// polls its bell beside its socket.
+    pub chan: crate::kernel::Belled<TapMsg>,
     /// The FIB and nexthop taps are attached: the mirror can do without
     /// re-dumps after a link goes down.
     pub routes_tapped: bool,
@@ -132,36 +130,17 @@ pub struct Feed {
 /// routes; past it the ring buffer takes the rest, then drops are counted.
 pub const CHANNEL: usize = 1 << 16;
 
-/// Rings the bell when dropped.
-struct RingOnDrop(Arc<EventFd>);
-
-impl Drop for RingOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.write(1);
-    }
-}
-
 /// Loads the taps on a thread of their own, in the netns of the calling
 /// thread, and returns once they are attached (or failed to load). Their
 /// status goes into `shared.taps`.
 pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
     let inum = current_netns().map_err(|e| format!("/proc/thread-self/ns/net: {e}"))?;
-    let (tx, rx) = smol::channel::bounded(CHANNEL);
-    let bell = Arc::new(
-        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-            .map_err(|e| format!("eventfd: {e}"))?,
-    );
-    let ring = bell.clone();
+    let (tx, chan) = crate::kernel::belled(CHANNEL).map_err(|e| format!("eventfd: {e}"))?;
     let (ready_tx, ready) = mpsc::channel::<Result<Vec<TapState>, String>>();
     let st = shared;
     std::thread::Builder::new()
         .name("taps".into())
         .spawn(move || {
-            // Declared before the sender, so dropped after it, on a
-            // return or a panic alike: the netlink thread is woken to
-            // find the channel closed.
-            let _closing = RingOnDrop(ring.clone());
-            let tx = tx;
             // Threads start in the process's netns: the caller's, which
             // entered --netns before calling.
             let taps = match Taps::load(inum, ring_bytes) {
@@ -187,9 +166,7 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
                             if let Some(m) = translate(&r) {
                                 // Blocks while the netlink thread is behind;
                                 // an error means it is gone: stop.
-                                let sent = tx.send_blocking(m).is_ok();
-                                let _ = ring.write(1);
-                                return sent;
+                                return tx.send_blocking(m);
                             }
                         }
                         Err(e) => {
@@ -216,9 +193,7 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
                     if all.drops != drops {
                         let lost = all.drops - drops;
                         drops = all.drops;
-                        let sent = tx.send_blocking(TapMsg::Lost(lost)).is_ok();
-                        let _ = ring.write(1);
-                        return sent;
+                        return tx.send_blocking(TapMsg::Lost(lost));
                     }
                     true
                 },
@@ -230,7 +205,7 @@ pub fn start(shared: Arc<Shared>, ring_bytes: usize) -> Result<Feed, String> {
         .map_err(|e| format!("taps thread: {e}"))?;
     let states = ready.recv().map_err(|_| "taps thread ended".to_string())??;
     let on = |n: &str| states.iter().any(|s| s.name == n && s.attached.is_some());
-    Ok(Feed { rx, bell, routes_tapped: on("fib") && on("nexthop") })
+    Ok(Feed { chan, routes_tapped: on("fib") && on("nexthop") })
 }
 
 #[cfg(test)]
