@@ -1,6 +1,7 @@
 //! Compiles the BPF flow and FIB offload firmware (bpf/firmware/flow_fw.bpf.c,
-//! fib_fw.bpf.c) and the notifier taps (bpf/notifier/notifier.bpf.c) with clang into
-//! OUT_DIR; src/firmware.rs and src/notifier/ embed the objects.
+//! fib_fw.bpf.c), the notifier taps (bpf/notifier/notifier.bpf.c) and the
+//! netlink event filter (bpf/netlink/events.bpf.c) with clang into OUT_DIR;
+//! src/firmware.rs, src/notifier/ and src/netlink/ring.rs embed the objects.
 //! Needs clang and libbpf's headers (libbpf-dev); `cross/setup.sh`
 //! installs both.
 
@@ -13,6 +14,7 @@ fn main() {
     compile(&root.join("../bpf/firmware"), "flow_fw", &["flow_fw.h", "vmlinux.h"]);
     compile(&root.join("../bpf/firmware"), "fib_fw", &["fib_fw.h", "vmlinux.h"]);
     compile(&root.join("../bpf/notifier"), "notifier", &["notifier.h", "vmlinux.h"]);
+    compile(&root.join("../bpf/netlink"), "events", &["events.h", "vmlinux.h"]);
 }
 
 /// Compiles `dir/name.bpf.c` into OUT_DIR/name.bpf.o.

@@ -15,6 +15,9 @@ use std::time::Instant;
 
 fn main() -> io::Result<()> {
     let rcvbuf = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(256 << 20);
+    if let Some(ring) = std::env::var("FLOOR_RING").ok().and_then(|r| r.parse().ok()) {
+        return ring_floor(ring);
+    }
     let events = Async::new(NlSocket::open(&group::ALL, rcvbuf)?)?;
     let mut d = Datagrams::default();
     let (mut last_wake, mut behind) = (None::<Instant>, false);
@@ -67,4 +70,35 @@ fn main() -> io::Result<()> {
             last_wake = Some(Instant::now());
         }
     })
+}
+
+/// FLOOR_RING=BYTES: the same, read through the event ring
+/// (netlink::ring) as host-bridge does by default.
+fn ring_floor(bytes: usize) -> io::Result<()> {
+    use host_bridge::netlink::ring::EventRing;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let sock = NlSocket::open(&[], 0)?;
+    let mut ring = EventRing::attach(&sock, bytes).map_err(io::Error::other)?;
+    sock.join(&group::ALL)?;
+    let (mut last_wake, mut messages, mut lost) = (None::<Instant>, 0u64, 0);
+    loop {
+        if !ring.ready() {
+            let mut fds = [PollFd::new(ring.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+            continue;
+        }
+        if last_wake.is_some_and(|l: Instant| l.elapsed() < BURST_PAUSE) {
+            std::thread::sleep(BURST_PAUSE);
+        }
+        while ring.drain(ring.produced(), DRAIN, |dg| {
+            messages += host_bridge::netlink::socket::messages(dg).count() as u64
+        }) > 0
+        {}
+        if ring.lost() != lost {
+            lost = ring.lost();
+            eprintln!("netlink_floor: {lost} events lost after {messages} messages");
+        }
+        last_wake = Some(Instant::now());
+    }
 }

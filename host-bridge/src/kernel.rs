@@ -21,6 +21,7 @@
 
 use crate::config::Config;
 use crate::mirror::Mirror;
+use crate::netlink::ring::EventRing;
 use crate::netlink::socket::{
     self, group, messages, Datagrams, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR, NLM_F_REPLACE, SLOT,
 };
@@ -743,6 +744,9 @@ pub fn belled<T>(cap: usize) -> io::Result<(BellSender<T>, Belled<T>)> {
 /// Options of the kernel listener.
 pub struct Listen {
     pub rcvbuf: usize,
+    /// Bytes of the event ring (`netlink::ring`); 0 reads the event
+    /// socket itself.
+    pub event_ring: usize,
     pub config: Config,
     /// Where the config came from, to read again at SIGHUP.
     pub config_path: Option<std::path::PathBuf>,
@@ -829,25 +833,66 @@ fn apply_tap(m: &mut Mirror, cx: Ctx, msg: TapMsg, redump: &mut Todo) {
     }
 }
 
-/// Waits for the next thing to do: netlink datagrams (taken into `d`),
-/// then a SIGHUP, then a tap message, in that order when several wait.
-/// One `poll` over the socket and the channels' bells, on this thread: an
-/// async reactor woke a thread of its own for each wake and handed over,
-/// which cost the bare receive of a 1.2M-route install 1.7-1.9 us per
-/// route against 1.1-1.4 (`bench-mirror.sh ... floor`, with and without
-/// FLOOR_ASYNC=1).
-fn next_wake(
-    events: &NlSocket,
-    d: &mut Datagrams,
-    reload: Option<&Belled<()>>,
-    taps: Option<&Belled<TapMsg>>,
-) -> Wake {
+/// Where the listener reads the kernel's notifications: the event ring,
+/// or the event socket itself (`--event-ring 0`, or a kernel where the
+/// ring's filter does not load).
+struct Events {
+    sock: NlSocket,
+    ring: Option<EventRing>,
+    /// The socket's datagrams, read by `next_wake` and the drain.
+    dgrams: Datagrams,
+    /// The ring's loss count as last answered with a resync.
+    lost: u64,
+}
+
+impl Events {
+    /// The event socket, its ring attached before it joins the groups:
+    /// no event is queued on the socket before the ring takes over.
+    fn open(rcvbuf: usize, ring_bytes: usize) -> io::Result<Events> {
+        let sock = NlSocket::open(&[], rcvbuf)?;
+        let ring = match ring_bytes {
+            0 => None,
+            n => match EventRing::attach(&sock, n) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    crate::warn!("netlink event ring unavailable ({e}): reading the event socket");
+                    None
+                }
+            },
+        };
+        sock.join(&group::ALL)?;
+        Ok(Events { sock, ring, dgrams: Datagrams::default(), lost: 0 })
+    }
+
+    /// What the status calls the event source.
+    fn via(&self) -> &'static str {
+        if self.ring.is_some() {
+            "ring"
+        } else {
+            "socket"
+        }
+    }
+}
+
+/// Waits for the next thing to do: netlink events (in the ring, or taken
+/// from the socket into `ev.dgrams`), then a SIGHUP, then a tap message,
+/// in that order when several wait. One `poll` over the ring or socket
+/// and the channels' bells, on this thread: an async reactor woke a thread
+/// of its own for each wake and handed over, which cost the bare receive
+/// of a 1.2M-route install 1.7-1.9 us per route against 1.1-1.4
+/// (`bench-mirror.sh ... floor`, with and without FLOOR_ASYNC=1).
+fn next_wake(ev: &mut Events, reload: Option<&Belled<()>>, taps: Option<&Belled<TapMsg>>) -> Wake {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     loop {
-        match events.recv_many(d) {
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-            r => return Wake::Netlink(r),
+        match &ev.ring {
+            // Records wait, or some were lost.
+            Some(r) if r.ready() || r.lost() != ev.lost => return Wake::Netlink(Ok(0)),
+            Some(_) => {}
+            None => match ev.sock.recv_many(&mut ev.dgrams) {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                r => return Wake::Netlink(r),
+            },
         }
         if reload.is_some_and(|r| r.rx.try_recv().is_ok()) {
             return Wake::Reload;
@@ -860,8 +905,12 @@ fn next_wake(
             }
         }
         // A bell rung since the checks above keeps its count: poll
-        // returns at once. An absent channel polls the socket twice.
-        let fd = events.as_fd();
+        // returns at once, as the ring's fd does while records wait. An
+        // absent channel polls the first fd twice.
+        let fd = match &ev.ring {
+            Some(r) => r.as_fd(),
+            None => ev.sock.as_fd(),
+        };
         let mut fds = [
             PollFd::new(fd, PollFlags::POLLIN),
             PollFd::new(reload.map_or(fd, |r| r.bell.as_fd()), PollFlags::POLLIN),
@@ -931,11 +980,11 @@ pub const BURST_PAUSE: Duration = Duration::from_millis(4);
 /// overflow once, then drops silently until the queue has been empty:
 /// the queue is drained first, so that a loss during the re-dump is
 /// reported again. What is drained is in the dump.
-fn overflowed(shared: &Shared, events: &NlSocket, d: &mut Datagrams, redump: &mut Todo) {
+fn overflowed(shared: &Shared, ev: &mut Events, redump: &mut Todo) {
     shared.lock().counters.overflows += 1;
     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
     loop {
-        match events.recv_many(d) {
+        match ev.sock.recv_many(&mut ev.dgrams) {
             Ok(_) => continue,
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => continue,
             Err(_) => break,
@@ -945,7 +994,8 @@ fn overflowed(shared: &Shared, events: &NlSocket, d: &mut Datagrams, redump: &mu
 }
 
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
-    let events = NlSocket::open(&group::ALL, opts.rcvbuf)?;
+    let mut ev = Events::open(opts.rcvbuf, opts.event_ring)?;
+    shared.lock().events_via = ev.via();
     let mut dumper = NlSocket::open(&[], 0)?;
     let mut config = opts.config;
     resync_retrying(&shared, &config, &mut dumper, &Kind::ALL);
@@ -958,11 +1008,10 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
     let mut tapped = opts.taps.as_ref().is_some_and(|t| t.routes_tapped);
     let mut taps = opts.taps.as_ref().map(|t| &t.chan);
     let reload = opts.reload.as_ref();
-    let mut dgrams = Datagrams::default();
     let mut last_wake: Option<Instant> = None;
     let mut behind = false;
     loop {
-        let wake = next_wake(&events, &mut dgrams, reload, taps);
+        let wake = next_wake(&mut ev, reload, taps);
         let mut redump = Todo::default();
         if let Wake::Reload = wake {
             // Only the difference goes to the DPU: the re-dump's
@@ -1029,56 +1078,90 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 let mut truncated = 0;
                 {
                     let mut m = shared.lock();
-                    // What the socket holds, up to DRAIN datagrams,
-                    // under one hold of the lock.
+                    // What the ring or socket holds, up to DRAIN
+                    // datagrams, under one hold of the lock.
                     let mut taken = 0;
-                    loop {
-                        // Read by now: their upserts are stamped no
-                        // earlier than their read (see `raced`).
-                        m.set_read_time(monotonic_ns());
-                        truncated += dgrams.truncated;
-                        for dg in dgrams.iter() {
-                            for msg in messages(dg) {
-                                let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
-                                m.counters.events += 1;
-                                match convert(msg.kind, msg.payload) {
-                                    Ok(c) => apply(&mut m, cx, beside(c, msg.flags), &mut redump),
-                                    Err(e) => {
-                                        m.counters.parse_errors += 1;
-                                        crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
-                                        bad.push(kind);
-                                    }
+                    let mut take = |m: &mut Mirror, dg: &[u8], redump: &mut Todo| {
+                        for msg in messages(dg) {
+                            let Some(kind) = kind_of(msg.kind, msg.payload) else { continue };
+                            m.counters.events += 1;
+                            match convert(msg.kind, msg.payload) {
+                                Ok(c) => apply(m, cx, beside(c, msg.flags), redump),
+                                Err(e) => {
+                                    m.counters.parse_errors += 1;
+                                    crate::log!("unparsable {kind:?} message ({e}): resyncing {kind:?}");
+                                    bad.push(kind);
                                 }
                             }
                         }
-                        taken += dgrams.len();
-                        if taken >= DRAIN {
-                            break;
-                        }
-                        match events.recv_many(&mut dgrams) {
-                            Ok(_) => {}
-                            Err(e)
-                                if matches!(
-                                    e.kind(),
-                                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                                ) =>
-                            {
+                    };
+                    match &mut ev.ring {
+                        Some(ring) => loop {
+                            let end = ring.produced();
+                            // Made by now (see EventRing::produced).
+                            m.set_read_time(monotonic_ns());
+                            let n = ring.drain(end, DRAIN - taken, |dg| take(&mut m, dg, &mut redump));
+                            truncated += ring.truncated;
+                            taken += n;
+                            if taken >= DRAIN {
+                                break;
+                            }
+                            if n == 0 {
                                 behind = false;
                                 break;
                             }
-                            Err(e) => {
-                                failed = Some(e);
+                        },
+                        None => loop {
+                            // Read by now: their upserts are stamped no
+                            // earlier than their read (see `raced`).
+                            m.set_read_time(monotonic_ns());
+                            truncated += ev.dgrams.truncated;
+                            for dg in ev.dgrams.iter() {
+                                take(&mut m, dg, &mut redump);
+                            }
+                            taken += ev.dgrams.len();
+                            if taken >= DRAIN {
                                 break;
                             }
-                        }
+                            match ev.sock.recv_many(&mut ev.dgrams) {
+                                Ok(_) => {}
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                                    ) =>
+                                {
+                                    behind = false;
+                                    break;
+                                }
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                }
+                if let Some(ring) = &mut ev.ring {
+                    let lost = ring.lost();
+                    if lost != ev.lost {
+                        // What the ring holds is older than the loss.
+                        ring.discard();
+                        shared.lock().counters.overflows += 1;
+                        crate::log!(
+                            "netlink event ring full: {} events lost, re-dumping everything",
+                            lost - ev.lost
+                        );
+                        ev.lost = lost;
+                        redump.extend(Kind::ALL);
                     }
                 }
                 if truncated > 0 {
                     shared.lock().counters.overflows += 1;
                     crate::warn!(
-                            "{truncated} netlink event datagrams larger than {} KiB were cut: re-dumping everything",
-                            SLOT >> 10
-                        );
+                        "{truncated} netlink events larger than {} KiB were cut: re-dumping everything",
+                        if ev.ring.is_some() { crate::netlink::ring::EVENT_MAX } else { SLOT } >> 10
+                    );
                     redump.extend(Kind::ALL);
                 }
                 last_wake = Some(Instant::now());
@@ -1089,14 +1172,14 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 redump.extend(bad);
                 match failed {
                     Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                        overflowed(&shared, &events, &mut dgrams, &mut redump)
+                        overflowed(&shared, &mut ev, &mut redump)
                     }
                     Some(e) => return Err(e),
                     None => {}
                 }
             }
             Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                overflowed(&shared, &events, &mut dgrams, &mut redump)
+                overflowed(&shared, &mut ev, &mut redump)
             }
             Wake::Netlink(Err(e)) => return Err(e),
         }

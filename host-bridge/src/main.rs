@@ -55,9 +55,16 @@ struct RunArgs {
     /// Where to serve the status
     #[arg(long, value_name = "PATH", default_value = "/run/host-bridge.sock")]
     status: PathBuf,
-    /// Netlink receive buffer, in bytes
+    /// Netlink receive buffer of the event socket, in bytes, when it is
+    /// read itself (see --event-ring)
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     rcvbuf: usize,
+    /// Read kernel events through a BPF ring buffer of this many bytes
+    /// (rounded up to a power of two), filled by a socket filter on the
+    /// event socket: no skb queued and no system call per event. 0 reads
+    /// the socket itself, as does a kernel where the filter does not load
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    event_ring: usize,
     /// Which links and tables are offloaded (TOML, see host-bridge/host-bridge.toml);
     /// default: everything. Read again at SIGHUP
     #[arg(long, value_name = "FILE")]
@@ -187,6 +194,7 @@ fn run(a: RunArgs) -> ExitCode {
         netns,
         status: status_path,
         rcvbuf,
+        event_ring,
         config: config_path,
         firmware,
         firmware_pin,
@@ -312,7 +320,8 @@ fn run(a: RunArgs) -> ExitCode {
     } else {
         None
     };
-    match kernel::run(shared, Listen { rcvbuf, config, config_path, reload: Some(reload), taps }) {
+    match kernel::run(shared, Listen { rcvbuf, event_ring, config, config_path, reload: Some(reload), taps })
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             host_bridge::error!("netlink: {e}");

@@ -158,7 +158,12 @@ impl Collector for State {
         counter(e, "host_bridge_events", "Kernel messages read (netlink)", c.events)?;
         counter(e, "host_bridge_changes", "Changes to the mirror", c.changes)?;
         counter(e, "host_bridge_resyncs", "Dumps reconciled with the mirror", c.resyncs)?;
-        counter(e, "host_bridge_overflows", "Netlink receive buffer overflows", c.overflows)?;
+        counter(
+            e,
+            "host_bridge_overflows",
+            "Kernel events lost (netlink receive buffer or event ring full), each answered by a resync",
+            c.overflows,
+        )?;
         counter(e, "host_bridge_parse_errors", "Kernel messages that did not parse", c.parse_errors)?;
         counter(e, "host_bridge_dump_errors", "Dumps that failed and were tried again", c.dump_errors)?;
         counter(e, "host_bridge_redumps", "Re-dumps for deletes the kernel does not announce", c.redumps)?;

@@ -170,6 +170,8 @@ pub struct Mirror {
     /// The initial dump is complete: the shadow is the kernel's state and
     /// may be sent as a snapshot (an empty shadow would flush the DPU).
     pub ready: bool,
+    /// Where kernel events are read: "ring" (`netlink::ring`) or "socket".
+    pub events_via: &'static str,
     /// With the FIB firmware (`--fib-firmware`): what the DPU did with
     /// each route, from its results: true, it holds it; false, it refused
     /// it. A route changed since its last result has no entry: its flags

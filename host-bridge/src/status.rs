@@ -130,6 +130,7 @@ fn head(shared: &Shared, dpu: &Mutex<DpuState>) -> Value {
     json!({
         "host_bridge": {
             "version": env!("CARGO_PKG_VERSION"),
+            "events_via": m.events_via,
             "pending": m.pending_len(),
             "counters": {
                 "events": c.events, "changes": c.changes, "collapsed": c.collapsed,

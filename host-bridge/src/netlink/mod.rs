@@ -1,6 +1,7 @@
 //! The kernel side: a NETLINK_ROUTE socket and the conversion of its
 //! messages into wire objects.
 pub mod convert;
+pub mod ring;
 pub mod socket;
 pub mod tc;
 

@@ -101,6 +101,14 @@ impl NlSocket {
                 setsockopt(&fd, sockopt::RcvBuf, &rcvbuf)?;
             }
         }
+        let sock = NlSocket { fd, seq: 0 };
+        sock.join(groups)?;
+        Ok(sock)
+    }
+
+    /// Joins multicast `groups`.
+    pub fn join(&self, groups: &[u32]) -> io::Result<()> {
+        let fd = &self.fd;
         for &g in groups {
             // nix has no NETLINK_ADD_MEMBERSHIP option; groups above 31
             // cannot go through bind's bitmask.
@@ -118,7 +126,7 @@ impl NlSocket {
                 return Err(io::Error::last_os_error());
             }
         }
-        Ok(NlSocket { fd, seq: 0 })
+        Ok(())
     }
 
     /// Sends a dump request for `kind` with the given family header.

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * host-bridge's netlink event socket, read through a ring buffer.
+ *
+ * A socket filter (SO_ATTACH_BPF) on host-bridge's NETLINK_ROUTE event
+ * socket. The kernel runs it in do_one_broadcast() for every notification
+ * it multicasts to that socket, before the skb is queued. It copies the
+ * notification's bytes, as the kernel wrote them, into a BPF ring buffer
+ * and drops the skb: host-bridge reads the same messages from memory it
+ * maps, with no skb queued, no wake per message, no system call and no
+ * copy to user space per event. The socket itself stays empty; dumps go
+ * through a second, unfiltered socket.
+ *
+ * Nothing is lost unseen: a notification the ring has no room for (or that
+ * cannot be read) is counted in `loss`, which host-bridge maps and checks
+ * after every drain, and answers with a resync, as an ENOBUFS on the
+ * socket. One longer than NL_EVENT_MAX goes as its header alone.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	/* host-bridge sets the size (--rcvbuf) before it loads the object. */
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, NL_LOSS_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} loss SEC(".maps");
+
+struct copy {
+	__u8 b[NL_EVENT_MAX];
+};
+
+/* bpf_ringbuf_reserve() takes a constant size only: the message is read
+ * here, then output with its own length.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct copy);
+} scratch SEC(".maps");
+
+#define NLMSG_HDRLEN 16
+
+static __always_inline int lose(__u32 why)
+{
+	__u64 *n = bpf_map_lookup_elem(&loss, &why);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+SEC("socket")
+int nl_events(struct __sk_buff *skb)
+{
+	__u32 len = skb->len, zero = 0;
+	struct copy *c;
+
+	if (len > NL_EVENT_MAX)
+		len = NLMSG_HDRLEN;
+	if (len < NLMSG_HDRLEN)
+		return lose(NL_LOSS_READ);
+	c = bpf_map_lookup_elem(&scratch, &zero);
+	if (!c)
+		return lose(NL_LOSS_READ);
+	if (bpf_skb_load_bytes(skb, 0, c->b, len))
+		return lose(NL_LOSS_READ);
+	/* Flags 0: the ring wakes host-bridge only when it had caught up,
+	 * so that a burst costs one wake, not one per event.
+	 */
+	if (bpf_ringbuf_output(&events, c->b, len, 0))
+		return lose(NL_LOSS_FULL);
+	/* 0: the socket gets nothing. */
+	return 0;
+}
