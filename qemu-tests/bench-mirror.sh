@@ -180,3 +180,17 @@ c0=$(cpu "$hpid"); t5=$(date +%s.%N)
 curl -s "http://$maddr/metrics" >"$work/metrics.txt"
 t6=$(date +%s.%N); c1=$(cpu "$hpid")
 echo "metrics scrape          $(echo "($t6 - $t5) * 1000" | bc | cut -d. -f1) ms, $(stat -c %s "$work/metrics.txt") bytes, host-bridge CPU $(( (c1 - c0) * 1000 / hz )) ms"
+# Kernel event read to DPU acknowledgement, from the metrics' histogram
+# (bucket bounds: the quantile lies at or below the bound printed).
+python3 - "$work/metrics.txt" <<'PY'
+import sys
+b = []
+for l in open(sys.argv[1]):
+    if l.startswith('host_bridge_event_to_ack_seconds_bucket'):
+        le = l.split('le="')[1].split('"')[0]
+        b.append((float('inf') if le == '+Inf' else float(le), float(l.split()[-1])))
+if b and b[-1][1] > 0:
+    n = b[-1][1]
+    q = lambda p: next(le for le, c in b if c >= p * n)
+    print(f'event to DPU ack        p50 <= {q(0.5) * 1e3:.1f} ms, p99 <= {q(0.99) * 1e3:.1f} ms ({int(n)} changes, histogram buckets)')
+PY

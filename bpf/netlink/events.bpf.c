@@ -9,7 +9,9 @@
  * and drops the skb: host-bridge reads the same messages from memory it
  * maps, with no skb queued, no wake per message, no system call and no
  * copy to user space per event. The socket itself stays empty; dumps go
- * through a second, unfiltered socket.
+ * through a second, unfiltered socket. Each record starts with the time
+ * the kernel sent the notification, where host-bridge's latency
+ * histogram (event to DPU acknowledgement) starts.
  *
  * Nothing is lost unseen: a notification the ring has no room for (or that
  * cannot be read) is counted in `loss`, which host-bridge maps and checks
@@ -37,6 +39,7 @@ struct {
 } loss SEC(".maps");
 
 struct copy {
+	struct nl_event_hdr h;
 	__u8 b[NL_EVENT_MAX];
 };
 
@@ -76,10 +79,11 @@ int nl_events(struct __sk_buff *skb)
 		return lose(NL_LOSS_READ);
 	if (bpf_skb_load_bytes(skb, 0, c->b, len))
 		return lose(NL_LOSS_READ);
+	c->h.ts_ns = bpf_ktime_get_ns();
 	/* Flags 0: the ring wakes host-bridge only when it had caught up,
 	 * so that a burst costs one wake, not one per event.
 	 */
-	if (bpf_ringbuf_output(&events, c->b, len, 0))
+	if (bpf_ringbuf_output(&events, c, sizeof(c->h) + len, 0))
 		return lose(NL_LOSS_FULL);
 	/* 0: the socket gets nothing. */
 	return 0;

@@ -14,6 +14,12 @@
  */
 #define NL_EVENT_MAX 16384
 
+/* What precedes each message in the ring. */
+struct nl_event_hdr {
+	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) as the filter ran. */
+	__u64 ts_ns;
+};
+
 /* Slots of the mmapable `loss` array. */
 enum nl_loss {
 	/* Events the ring had no room for (host-bridge fell behind). */

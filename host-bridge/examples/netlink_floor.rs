@@ -91,7 +91,7 @@ fn ring_floor(bytes: usize) -> io::Result<()> {
         if last_wake.is_some_and(|l: Instant| l.elapsed() < BURST_PAUSE) {
             std::thread::sleep(BURST_PAUSE);
         }
-        while ring.drain(ring.produced(), DRAIN, |dg| {
+        while ring.drain(ring.produced(), DRAIN, |_, dg| {
             messages += host_bridge::netlink::socket::messages(dg).count() as u64
         }) > 0
         {}

@@ -63,9 +63,6 @@ const PRUNE: Duration = Duration::from_secs(10);
 
 /// Largest batch taken from the mirror at once.
 const BATCH: usize = 8192;
-/// Least time between two batches in a burst (see kernel.rs's
-/// BURST_PAUSE for why 4 ms).
-const BATCH_PAUSE: Duration = Duration::from_millis(4);
 
 /// How long the agent has to answer the hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -210,11 +207,11 @@ fn synced(
     let mut pruned = Instant::now();
     let mut last_batch: Option<Instant> = None;
     let resync: LinkError = 'updates: loop {
-        // In a burst (the last batch went less than BATCH_PAUSE ago), let
+        // In a burst (the last batch went less than the burst pause ago), let
         // updates gather first: fewer, fuller batches, each one round
-        // trip to the agent, for at most BATCH_PAUSE of latency, and only
+        // trip to the agent, for at most the pause of latency, and only
         // in bursts.
-        if let Some(left) = last_batch.and_then(|t| BATCH_PAUSE.checked_sub(t.elapsed())) {
+        if let Some(left) = last_batch.and_then(|t| shared.burst_pause().checked_sub(t.elapsed())) {
             std::thread::sleep(left);
         }
         shared.quiet();

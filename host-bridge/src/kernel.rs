@@ -52,6 +52,10 @@ pub struct Shared {
     pub fib_bell: EventFd,
     /// The FIB firmware's state, when it runs.
     pub fib: Mutex<Option<crate::fib_fw::FibFwStatus>>,
+    /// In a burst, how long the netlink and DPU threads let work gather
+    /// before they take it, in ns ([`BURST_PAUSE`] unless
+    /// `--burst-pause`).
+    pub burst_pause_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -65,7 +69,13 @@ impl Shared {
             taps: Mutex::new(None),
             fib_bell,
             fib: Mutex::new(None),
+            burst_pause_ns: (BURST_PAUSE.as_nanos() as u64).into(),
         }))
+    }
+
+    /// See [`Shared::burst_pause_ns`].
+    pub fn burst_pause(&self) -> Duration {
+        Duration::from_nanos(self.burst_pause_ns.load(Relaxed))
     }
 
     pub fn taps(&self) -> std::sync::MutexGuard<'_, Option<TapsStatus>> {
@@ -968,13 +978,17 @@ fn resync_retrying(shared: &Shared, cfg: &Config, sock: &mut NlSocket, kinds: &[
 /// Runs forever: initial sync, then events.
 /// Datagrams read under one hold of the mirror lock.
 pub const DRAIN: usize = 1024;
-/// In a burst, how long the kernel may queue events before they are read.
-/// A wake costs far more than the events it serves on a virtualised host
-/// (a context switch here is some 10-25 us of CPU, bench-mirror.sh's
-/// per-thread figures): 4 ms against 1 ms cut host-bridge's wakes in a
-/// 1.2M-route install by two thirds and its CPU by 12%, for at most 4 ms
-/// more latency, in bursts only.
-pub const BURST_PAUSE: Duration = Duration::from_millis(4);
+/// In a burst, how long the kernel may queue events before they are read
+/// (and the DPU thread's least time between two batches). A wake costs
+/// far more than the events it serves on a virtualised host (a context
+/// switch here is some 10-25 us of CPU, bench-mirror.sh's per-thread
+/// figures). In a 1.2M-route install: 4 ms against 1 ms cut host-bridge's
+/// wakes by two thirds and its CPU by 12%; 10 ms against 4 ms cut them by
+/// another 60% and its CPU from 2.67 to 2.12-2.57 us per route, for a
+/// kernel event to DPU acknowledgement of p50 <= 12.8 ms and p99 <= 102
+/// ms instead of 6.4 and 25.6, in bursts only: a lone event is taken at
+/// once. `--burst-pause` sets it.
+pub const BURST_PAUSE: Duration = Duration::from_millis(10);
 
 /// The receive buffer overflowed: events were lost. The kernel reports an
 /// overflow once, then drops silently until the queue has been empty:
@@ -1069,8 +1083,9 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                 // lone event is taken at once.
                 // Not when the last drain stopped at DRAIN: then the
                 // socket is full already and a pause only risks ENOBUFS.
-                if !behind && last_wake.is_some_and(|l| l.elapsed() < BURST_PAUSE) {
-                    std::thread::sleep(BURST_PAUSE);
+                let pause = shared.burst_pause();
+                if !behind && last_wake.is_some_and(|l| l.elapsed() < pause) {
+                    std::thread::sleep(pause);
                 }
                 behind = true;
                 let mut bad = Vec::new();
@@ -1100,7 +1115,10 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             let end = ring.produced();
                             // Made by now (see EventRing::produced).
                             m.set_read_time(monotonic_ns());
-                            let n = ring.drain(end, DRAIN - taken, |dg| take(&mut m, dg, &mut redump));
+                            let n = ring.drain(end, DRAIN - taken, |ts, dg| {
+                                m.set_event_time(ts);
+                                take(&mut m, dg, &mut redump)
+                            });
                             truncated += ring.truncated;
                             taken += n;
                             if taken >= DRAIN {

@@ -65,6 +65,11 @@ struct RunArgs {
     /// the socket itself, as does a kernel where the filter does not load
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     event_ring: usize,
+    /// In a burst of kernel events, how long to let them gather before
+    /// they are read and sent, in milliseconds: less CPU per event for
+    /// more latency, in bursts only (a lone event goes at once)
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    burst_pause: u64,
     /// Which links and tables are offloaded (TOML, see host-bridge/host-bridge.toml);
     /// default: everything. Read again at SIGHUP
     #[arg(long, value_name = "FILE")]
@@ -195,6 +200,7 @@ fn run(a: RunArgs) -> ExitCode {
         status: status_path,
         rcvbuf,
         event_ring,
+        burst_pause,
         config: config_path,
         firmware,
         firmware_pin,
@@ -251,6 +257,7 @@ fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    shared.burst_pause_ns.store(burst_pause.saturating_mul(1_000_000), std::sync::atomic::Ordering::Relaxed);
     let state = Arc::new(Mutex::new(DpuState::default()));
     if let Err(e) = status::serve(&status_path, shared.clone(), state.clone()) {
         eprintln!("host-bridge: status socket {}: {e}", status_path.display());

@@ -16,8 +16,9 @@
 //!   _objects_not_offloaded, _qualified_routes, _pending
 //! host_bridge_dpu_connected, _dpu_sessions_total, _dpu_snapshots_total,
 //!   _dpu_resync_requests_total, _wire_bytes_total
-//! host_bridge_event_to_ack_seconds (histogram): kernel event read to the
-//!   DPU's answer
+//! host_bridge_event_to_ack_seconds (histogram): the kernel's event (its
+//!   time in the event ring; its read, when the socket is read itself)
+//!   to the DPU's answer
 //! dpu_agent_uptime_seconds, dpu_agent_rx_frames_total,
 //!   dpu_agent_rx_errors_total, dpu_table_entries{table},
 //!   dpu_table_capacity{table}
@@ -240,9 +241,10 @@ impl Collector for State {
     }
 }
 
-/// The latency histogram's buckets: 100 µs to about 105 s.
+/// The latency histogram's buckets: 100 µs to about 105 s, doubling, so
+/// that the burst pauses' few milliseconds (kernel.rs, dpu.rs) show.
 fn latency() -> Histogram {
-    Histogram::new(exponential_buckets(1e-4, 4.0, 11))
+    Histogram::new(exponential_buckets(1e-4, 2.0, 21))
 }
 
 /// The registry `serve` answers from (public for tests and the benchmark).
@@ -252,7 +254,7 @@ pub fn registry(shared: Arc<Shared>, dpu: Arc<Mutex<DpuState>>) -> Registry {
     shared.lock().latency = Some(h.clone());
     r.register(
         "host_bridge_event_to_ack_seconds",
-        "From reading a kernel event to the DPU's answer for it",
+        "From a kernel event (as the event ring timed it, or its read from the socket) to the DPU's answer for it",
         h,
     );
     r.register_collector(Box::new(State { shared, dpu }));

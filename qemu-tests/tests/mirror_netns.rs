@@ -263,6 +263,9 @@ fn mirror_follows_the_kernel() {
     assert_eq!(r["table"], 254);
     assert_eq!(r["nexthops"][0]["gateway"], "192.0.2.254");
     assert_eq!(v["dpu"]["connected"], true);
+    // Everything above came through the event ring (netlink::ring), the
+    // default, not the socket it falls back to.
+    assert_eq!(v["host_bridge"]["events_via"], "ring", "{}", s.log("hb.log"));
     // The text is the summary; --all adds every object.
     let text = |all: bool| {
         let sock = s.dir.join("status.sock").display().to_string();

@@ -26,8 +26,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/events.bpf.o"));
 
-/// bpf/netlink/events.h: NL_EVENT_MAX, NL_LOSS_SLOTS.
+/// bpf/netlink/events.h: NL_EVENT_MAX, NL_LOSS_SLOTS, struct
+/// nl_event_hdr (the kernel's timestamp before each message).
 pub const EVENT_MAX: usize = 16384;
+const EVENT_HDR: usize = 8;
 const LOSS_SLOTS: usize = 2;
 const RINGBUF_BUSY_BIT: u32 = 1 << 31;
 const RINGBUF_DISCARD_BIT: u32 = 1 << 30;
@@ -163,10 +165,11 @@ impl EventRing {
 
     /// Hands up to `max` records before `end` ([`EventRing::produced`]) to
     /// `f`, in order, then frees their room; returns how many were read.
-    /// It stops early at a record the kernel has not committed yet. A cut
-    /// record comes as an empty slice and is counted in
-    /// [`EventRing::truncated`].
-    pub fn drain(&mut self, end: u64, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+    /// Each comes as the kernel's CLOCK_MONOTONIC time of the notification
+    /// and its bytes. It stops early at a record the kernel has not
+    /// committed yet. A cut record comes as an empty slice and is counted
+    /// in [`EventRing::truncated`].
+    pub fn drain(&mut self, end: u64, max: usize, mut f: impl FnMut(u64, &[u8])) -> usize {
         self.truncated = 0;
         let start = self.consumer_pos().load(Ordering::Relaxed);
         let mut cons = start;
@@ -184,7 +187,7 @@ impl EventRing {
             let body = (len & !(RINGBUF_BUSY_BIT | RINGBUF_DISCARD_BIT)) as usize;
             if len & RINGBUF_DISCARD_BIT == 0 {
                 let off = at + RINGBUF_HDR_SZ as usize;
-                if off + body > self.data.len || body > EVENT_MAX {
+                if off + body > self.data.len || body > EVENT_HDR + EVENT_MAX {
                     // Not a record the filter writes: stop reading here
                     // rather than read past the mapping.
                     break;
@@ -194,11 +197,15 @@ impl EventRing {
                 // the kernel does not touch a committed record before the
                 // consumer position passes it.
                 let rec = unsafe { std::slice::from_raw_parts(self.data.ptr.as_ptr().add(off), body) };
-                if cut(rec) {
+                let (ts, msg) = match rec.split_first_chunk::<EVENT_HDR>() {
+                    Some((ts, msg)) => (u64::from_ne_bytes(*ts), msg),
+                    None => (0, &[][..]),
+                };
+                if cut(msg) {
                     self.truncated += 1;
-                    f(&[]);
+                    f(ts, &[]);
                 } else {
-                    f(rec);
+                    f(ts, msg);
                 }
             }
             cons += (body as u64 + RINGBUF_HDR_SZ + 7) & !7;
