@@ -38,21 +38,6 @@ struct {
 	__type(value, __u64);
 } loss SEC(".maps");
 
-struct copy {
-	struct nl_event_hdr h;
-	__u8 b[NL_EVENT_MAX];
-};
-
-/* bpf_ringbuf_reserve() takes a constant size only: the message is read
- * here, then output with its own length.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct copy);
-} scratch SEC(".maps");
-
 #define NLMSG_HDRLEN 16
 
 static __always_inline int lose(__u32 why)
@@ -64,27 +49,61 @@ static __always_inline int lose(__u32 why)
 	return 0;
 }
 
+/*
+ * The message goes straight into its own reservation in the ring, of the
+ * smallest size class that holds it: bpf_ringbuf_reserve() takes constant
+ * sizes only, and no buffer is shared between runs. A per-CPU copy buffer
+ * would be: the filter runs in process context (a route added by `ip`) and
+ * in softirq (a neighbour timing out), and a softirq run on the same CPU
+ * would overwrite a process-context run's copy halfway.
+ */
+static __always_inline int emit(struct __sk_buff *skb, __u32 len, const __u32 size)
+{
+	struct nl_event_hdr *h;
+
+	h = bpf_ringbuf_reserve(&events, size, 0);
+	if (!h)
+		return lose(NL_LOSS_FULL);
+	if (len > size - sizeof(*h) ||
+	    bpf_skb_load_bytes(skb, 0, (void *)(h + 1), len)) {
+		bpf_ringbuf_discard(h, 0);
+		return lose(NL_LOSS_READ);
+	}
+	h->ts_ns = bpf_ktime_get_ns();
+	h->len = len;
+	h->pad = 0;
+	/* Flags 0: the ring wakes host-bridge only when it had caught up,
+	 * so that a burst costs one wake, not one per event.
+	 */
+	bpf_ringbuf_submit(h, 0);
+	/* 0: the socket gets nothing. */
+	return 0;
+}
+
+#define CLASS(n) ((n) + sizeof(struct nl_event_hdr))
+
 SEC("socket")
 int nl_events(struct __sk_buff *skb)
 {
-	__u32 len = skb->len, zero = 0;
-	struct copy *c;
+	__u32 len = skb->len;
 
 	if (len > NL_EVENT_MAX)
 		len = NLMSG_HDRLEN;
 	if (len < NLMSG_HDRLEN)
 		return lose(NL_LOSS_READ);
-	c = bpf_map_lookup_elem(&scratch, &zero);
-	if (!c)
-		return lose(NL_LOSS_READ);
-	if (bpf_skb_load_bytes(skb, 0, c->b, len))
-		return lose(NL_LOSS_READ);
-	c->h.ts_ns = bpf_ktime_get_ns();
-	/* Flags 0: the ring wakes host-bridge only when it had caught up,
-	 * so that a burst costs one wake, not one per event.
-	 */
-	if (bpf_ringbuf_output(&events, c, sizeof(c->h) + len, 0))
-		return lose(NL_LOSS_FULL);
-	/* 0: the socket gets nothing. */
-	return 0;
+	if (len <= 112)
+		return emit(skb, len, CLASS(112));
+	if (len <= 240)
+		return emit(skb, len, CLASS(240));
+	if (len <= 496)
+		return emit(skb, len, CLASS(496));
+	if (len <= 1008)
+		return emit(skb, len, CLASS(1008));
+	if (len <= 2032)
+		return emit(skb, len, CLASS(2032));
+	if (len <= 4080)
+		return emit(skb, len, CLASS(4080));
+	if (len <= 8176)
+		return emit(skb, len, CLASS(8176));
+	return emit(skb, len, CLASS(NL_EVENT_MAX));
 }

@@ -18,6 +18,11 @@
 struct nl_event_hdr {
 	/* bpf_ktime_get_ns() (CLOCK_MONOTONIC) as the filter ran. */
 	__u64 ts_ns;
+	/* The message's length; the record is of a size class at least
+	 * this much larger than the header.
+	 */
+	__u32 len;
+	__u32 pad;
 };
 
 /* Slots of the mmapable `loss` array. */

@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/events.bpf.o"));
 
 /// bpf/netlink/events.h: NL_EVENT_MAX, NL_LOSS_SLOTS, struct
-/// nl_event_hdr (the kernel's timestamp before each message).
+/// nl_event_hdr (the kernel's timestamp and the message's length, before
+/// each message; the record is of a size class, longer than both).
 pub const EVENT_MAX: usize = 16384;
-const EVENT_HDR: usize = 8;
+const EVENT_HDR: usize = 16;
 const LOSS_SLOTS: usize = 2;
 const RINGBUF_BUSY_BIT: u32 = 1 << 31;
 const RINGBUF_DISCARD_BIT: u32 = 1 << 30;
@@ -198,7 +199,11 @@ impl EventRing {
                 // consumer position passes it.
                 let rec = unsafe { std::slice::from_raw_parts(self.data.ptr.as_ptr().add(off), body) };
                 let (ts, msg) = match rec.split_first_chunk::<EVENT_HDR>() {
-                    Some((ts, msg)) => (u64::from_ne_bytes(*ts), msg),
+                    Some((h, rest)) => {
+                        let [t0, t1, t2, t3, t4, t5, t6, t7, l0, l1, l2, l3, ..] = *h;
+                        let len = u32::from_ne_bytes([l0, l1, l2, l3]) as usize;
+                        (u64::from_ne_bytes([t0, t1, t2, t3, t4, t5, t6, t7]), rest.get(..len).unwrap_or(&[]))
+                    }
                     None => (0, &[][..]),
                 };
                 if cut(msg) {
