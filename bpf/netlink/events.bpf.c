@@ -16,7 +16,9 @@
  * Nothing is lost unseen: a notification the ring has no room for (or that
  * cannot be read) is counted in `loss`, which host-bridge maps and checks
  * after every drain, and answers with a resync, as an ENOBUFS on the
- * socket. One longer than NL_EVENT_MAX goes as its header alone.
+ * socket. What the kernel loses before the filter runs (a failed clone in
+ * do_one_broadcast, a notification it could not build) it still reports
+ * as the socket's error, which host-bridge polls for too. One longer than NL_EVENT_MAX goes as its header alone.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -26,7 +28,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	/* host-bridge sets the size (--rcvbuf) before it loads the object. */
+	/* host-bridge sets the size (--event-ring) before it loads it. */
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 

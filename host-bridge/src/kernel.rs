@@ -895,14 +895,21 @@ fn next_wake(ev: &mut Events, reload: Option<&Belled<()>>, taps: Option<&Belled<
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     loop {
-        match &ev.ring {
+        if let Some(r) = &ev.ring {
             // Records wait, or some were lost.
-            Some(r) if r.ready() || r.lost() != ev.lost => return Wake::Netlink(Ok(0)),
-            Some(_) => {}
-            None => match ev.sock.recv_many(&mut ev.dgrams) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                r => return Wake::Netlink(r),
-            },
+            if r.ready() || r.lost() != ev.lost {
+                return Wake::Netlink(Ok(0));
+            }
+        }
+        // With the ring too: the kernel reports on the socket what it lost
+        // before the filter ran (a failed clone of the skb in
+        // do_one_broadcast, a notification it could not build), as its
+        // error. Nothing else comes there, as the filter takes every
+        // message.
+        match ev.sock.recv_many(&mut ev.dgrams) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Ok(_) if ev.ring.is_some() => {}
+            r => return Wake::Netlink(r),
         }
         if reload.is_some_and(|r| r.rx.try_recv().is_ok()) {
             return Wake::Reload;
@@ -917,16 +924,17 @@ fn next_wake(ev: &mut Events, reload: Option<&Belled<()>>, taps: Option<&Belled<
         // A bell rung since the checks above keeps its count: poll
         // returns at once, as the ring's fd does while records wait. An
         // absent channel polls the first fd twice.
-        let fd = match &ev.ring {
-            Some(r) => r.as_fd(),
-            None => ev.sock.as_fd(),
-        };
+        let fd = ev.sock.as_fd();
         let mut fds = [
             PollFd::new(fd, PollFlags::POLLIN),
+            PollFd::new(ev.ring.as_ref().map_or(fd, |r| r.as_fd()), PollFlags::POLLIN),
             PollFd::new(reload.map_or(fd, |r| r.bell.as_fd()), PollFlags::POLLIN),
             PollFd::new(taps.map_or(fd, |t| t.bell.as_fd()), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        // With the ring, a second look each second: a loss counted while
+        // the ring was empty rings nothing.
+        let wait = if ev.ring.is_some() { PollTimeout::from(1000u16) } else { PollTimeout::NONE };
+        match poll(&mut fds, wait) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             // ENOMEM, say: no spinning while it lasts.
             Err(e) => {
@@ -990,6 +998,28 @@ pub const DRAIN: usize = 1024;
 /// once. `--burst-pause` sets it.
 pub const BURST_PAUSE: Duration = Duration::from_millis(10);
 
+/// An error read from the event socket. ENOBUFS is an overflow; another
+/// error the kernel sets on a listener (netlink_set_err: a notification
+/// it could not build, EMSGSIZE or ENOBUFS) also means an event it did
+/// not send: a re-dump, not the end of the daemon. Only an error that says
+/// the socket itself is broken ends the listener.
+fn socket_error(shared: &Shared, ev: &mut Events, redump: &mut Todo, e: io::Error) -> io::Result<()> {
+    use nix::libc::{EBADF, EFAULT, EINVAL, ENOTSOCK};
+    match e.raw_os_error() {
+        Some(nix::libc::ENOBUFS) => overflowed(shared, ev, redump),
+        Some(EBADF | ENOTSOCK | EFAULT | EINVAL) | None => return Err(e),
+        Some(_) => {
+            shared.lock().counters.overflows += 1;
+            crate::warn!("netlink event socket: {e}: an event was not sent, re-dumping everything");
+            if let Some(r) = &mut ev.ring {
+                r.discard();
+            }
+            redump.extend(Kind::ALL);
+        }
+    }
+    Ok(())
+}
+
 /// The receive buffer overflowed: events were lost. The kernel reports an
 /// overflow once, then drops silently until the queue has been empty:
 /// the queue is drained first, so that a loss during the re-dump is
@@ -997,6 +1027,10 @@ pub const BURST_PAUSE: Duration = Duration::from_millis(10);
 fn overflowed(shared: &Shared, ev: &mut Events, redump: &mut Todo) {
     shared.lock().counters.overflows += 1;
     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
+    // What the ring holds is older than the loss, as what the socket does.
+    if let Some(r) = &mut ev.ring {
+        r.discard();
+    }
     loop {
         match ev.sock.recv_many(&mut ev.dgrams) {
             Ok(_) => continue,
@@ -1161,7 +1195,7 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     }
                 }
                 if let Some(ring) = &mut ev.ring {
-                    let lost = ring.lost();
+                    let lost = ring.lost() + ring.corrupt;
                     if lost != ev.lost {
                         // What the ring holds is older than the loss.
                         ring.discard();
@@ -1170,6 +1204,8 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                             "netlink event ring full: {} events lost, re-dumping everything",
                             lost - ev.lost
                         );
+                        // (ring.corrupt counts in: records skipped as not
+                        // the filter's, which no kernel of ours writes.)
                         ev.lost = lost;
                         redump.extend(Kind::ALL);
                     }
@@ -1188,18 +1224,11 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                     shared.lock().counters.redumps += 1;
                 }
                 redump.extend(bad);
-                match failed {
-                    Some(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                        overflowed(&shared, &mut ev, &mut redump)
-                    }
-                    Some(e) => return Err(e),
-                    None => {}
+                if let Some(e) = failed {
+                    socket_error(&shared, &mut ev, &mut redump, e)?;
                 }
             }
-            Wake::Netlink(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                overflowed(&shared, &mut ev, &mut redump)
-            }
-            Wake::Netlink(Err(e)) => return Err(e),
+            Wake::Netlink(Err(e)) => socket_error(&shared, &mut ev, &mut redump, e)?,
         }
         for ifindex in std::mem::take(&mut redump.link_fdb) {
             if let Err(e) = resync_link_fdb(&shared, &config, &mut dumper, ifindex) {

@@ -75,6 +75,12 @@ pub struct EventRing {
     /// Records of the last drain that were cut (longer than
     /// [`EVENT_MAX`]): handed over empty, never parsed from cut bytes.
     pub truncated: usize,
+    /// Records that were not ones the filter writes (a length past the
+    /// mapping): the ring was skipped to its end there. Counted since
+    /// attach; the caller re-dumps when it grows.
+    pub corrupt: u64,
+    /// Records before this position are freed unread ([`EventRing::discard`]).
+    skip_until: u64,
     /// Keeps the program and maps loaded.
     _object: Object,
 }
@@ -83,10 +89,11 @@ pub struct EventRing {
 // thread at a time (&mut self for every read of records).
 unsafe impl Send for EventRing {}
 
-/// The ring's size: a power of two of at least two pages, as the kernel
-/// requires.
+/// The ring's size: a power of two (the kernel's rule), at least 128 KiB:
+/// a multiple of any page size up to 64 KiB, and room for four records of
+/// the largest size class, so that no message is too long for the ring.
 pub fn ring_size(bytes: usize) -> usize {
-    bytes.max(8192).next_power_of_two()
+    bytes.max(4 * (EVENT_HDR + EVENT_MAX + 8)).next_power_of_two()
 }
 
 impl EventRing {
@@ -112,6 +119,17 @@ impl EventRing {
             m.as_fd().try_clone_to_owned().map_err(|e| e.to_string())
         };
         let (fd, loss_fd) = (map_fd("events")?, map_fd("loss")?);
+        // SAFETY: sysconf has no preconditions.
+        let page = match unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as usize,
+            _ => 4096,
+        };
+        let consumer = Mapping::new(fd.as_fd(), page, 0, true)?;
+        // The producer page, then the data twice.
+        let data = Mapping::new(fd.as_fd(), page + 2 * size, page, false)?;
+        let loss = Mapping::new(loss_fd.as_fd(), page, 0, false)?;
+        // Attached last: an error before leaves the socket as it was, to
+        // be read itself.
         let prog = object.progs().find(|p| p.name() == "nl_events").ok_or("no program nl_events")?;
         let prog_fd = prog.as_fd().as_raw_fd();
         // SAFETY: a valid socket fd and an int option of the right size.
@@ -127,16 +145,18 @@ impl EventRing {
         if r != 0 {
             return Err(format!("attaching the event filter: {}", std::io::Error::last_os_error()));
         }
-        // SAFETY: sysconf has no preconditions.
-        let page = match unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) } {
-            p if p > 0 => p as usize,
-            _ => 4096,
-        };
-        let consumer = Mapping::new(fd.as_fd(), page, 0, true)?;
-        // The producer page, then the data twice.
-        let data = Mapping::new(fd.as_fd(), page + 2 * size, page, false)?;
-        let loss = Mapping::new(loss_fd.as_fd(), page, 0, false)?;
-        Ok(EventRing { consumer, data, loss, mask: size as u64 - 1, page, fd, truncated: 0, _object: object })
+        Ok(EventRing {
+            consumer,
+            data,
+            loss,
+            mask: size as u64 - 1,
+            page,
+            fd,
+            truncated: 0,
+            corrupt: 0,
+            skip_until: 0,
+            _object: object,
+        })
     }
 
     fn consumer_pos(&self) -> &AtomicU64 {
@@ -189,9 +209,16 @@ impl EventRing {
             if len & RINGBUF_DISCARD_BIT == 0 {
                 let off = at + RINGBUF_HDR_SZ as usize;
                 if off + body > self.data.len || body > EVENT_HDR + EVENT_MAX {
-                    // Not a record the filter writes: stop reading here
-                    // rather than read past the mapping.
+                    // Not a record the filter writes: never read past the
+                    // mapping, skip to the end, and let the caller re-dump.
+                    self.corrupt += 1;
+                    cons = self.produced();
                     break;
+                }
+                if cons < self.skip_until {
+                    cons += (body as u64 + RINGBUF_HDR_SZ + 7) & !7;
+                    n += 1;
+                    continue;
                 }
                 // SAFETY: off + body is inside the mapping (the data pages
                 // are mapped twice, so a record that wraps is contiguous);
@@ -224,10 +251,12 @@ impl EventRing {
 
     /// Frees everything reserved so far, unread: after a loss, what the
     /// ring holds is older than what was lost, and the re-dump that
-    /// follows has it.
+    /// follows has it. The records go through [`EventRing::drain`]
+    /// without being handed over: the consumer position never passes a
+    /// record the kernel has not committed yet.
     pub fn discard(&mut self) {
-        let end = self.produced();
-        self.consumer_pos().store(end, Ordering::Release);
+        self.skip_until = self.produced();
+        while self.drain(self.skip_until, usize::MAX, |_, _| {}) > 0 {}
     }
 
     /// Events lost since the ring was attached: the ring was full, or a
