@@ -1009,15 +1009,21 @@ fn socket_error(shared: &Shared, ev: &mut Events, redump: &mut Todo, e: io::Erro
         Some(nix::libc::ENOBUFS) => overflowed(shared, ev, redump),
         Some(EBADF | ENOTSOCK | EFAULT | EINVAL) | None => return Err(e),
         Some(_) => {
-            shared.lock().counters.overflows += 1;
             crate::warn!("netlink event socket: {e}: an event was not sent, re-dumping everything");
-            if let Some(r) = &mut ev.ring {
-                r.discard();
-            }
-            redump.extend(Kind::ALL);
+            events_lost(shared, ev, redump);
         }
     }
     Ok(())
+}
+
+/// Events were lost: counted, what the ring holds (older than the loss)
+/// freed unread, and everything dumped again.
+fn events_lost(shared: &Shared, ev: &mut Events, redump: &mut Todo) {
+    shared.lock().counters.overflows += 1;
+    if let Some(r) = &mut ev.ring {
+        r.discard();
+    }
+    redump.extend(Kind::ALL);
 }
 
 /// The receive buffer overflowed: events were lost. The kernel reports an
@@ -1025,12 +1031,8 @@ fn socket_error(shared: &Shared, ev: &mut Events, redump: &mut Todo, e: io::Erro
 /// the queue is drained first, so that a loss during the re-dump is
 /// reported again. What is drained is in the dump.
 fn overflowed(shared: &Shared, ev: &mut Events, redump: &mut Todo) {
-    shared.lock().counters.overflows += 1;
     crate::log!("netlink receive buffer overflowed: events lost, re-dumping everything");
-    // What the ring holds is older than the loss, as what the socket does.
-    if let Some(r) = &mut ev.ring {
-        r.discard();
-    }
+    events_lost(shared, ev, redump);
     loop {
         match ev.sock.recv_many(&mut ev.dgrams) {
             Ok(_) => continue,
@@ -1038,7 +1040,6 @@ fn overflowed(shared: &Shared, ev: &mut Events, redump: &mut Todo) {
             Err(_) => break,
         }
     }
-    redump.extend(Kind::ALL);
 }
 
 pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
@@ -1194,21 +1195,13 @@ pub fn run(shared: Arc<Shared>, opts: Listen) -> io::Result<()> {
                         },
                     }
                 }
-                if let Some(ring) = &mut ev.ring {
-                    let lost = ring.lost() + ring.corrupt;
-                    if lost != ev.lost {
-                        // What the ring holds is older than the loss.
-                        ring.discard();
-                        shared.lock().counters.overflows += 1;
-                        crate::log!(
-                            "netlink event ring full: {} events lost, re-dumping everything",
-                            lost - ev.lost
-                        );
-                        // (ring.corrupt counts in: records skipped as not
-                        // the filter's, which no kernel of ours writes.)
-                        ev.lost = lost;
-                        redump.extend(Kind::ALL);
-                    }
+                if let Some(lost) = ev.ring.as_ref().map(EventRing::lost).filter(|&l| l != ev.lost) {
+                    crate::log!(
+                        "netlink event ring full: {} events lost, re-dumping everything",
+                        lost - ev.lost
+                    );
+                    ev.lost = lost;
+                    events_lost(&shared, &mut ev, &mut redump);
                 }
                 if truncated > 0 {
                     shared.lock().counters.overflows += 1;

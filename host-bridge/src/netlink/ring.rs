@@ -77,8 +77,8 @@ pub struct EventRing {
     pub truncated: usize,
     /// Records that were not ones the filter writes (a length past the
     /// mapping): the ring was skipped to its end there. Counted since
-    /// attach; the caller re-dumps when it grows.
-    pub corrupt: u64,
+    /// attach, in [`EventRing::lost`].
+    corrupt: u64,
     /// Records before this position are freed unread ([`EventRing::discard`]).
     skip_until: u64,
     /// Keeps the program and maps loaded.
@@ -131,20 +131,8 @@ impl EventRing {
         // Attached last: an error before leaves the socket as it was, to
         // be read itself.
         let prog = object.progs().find(|p| p.name() == "nl_events").ok_or("no program nl_events")?;
-        let prog_fd = prog.as_fd().as_raw_fd();
-        // SAFETY: a valid socket fd and an int option of the right size.
-        let r = unsafe {
-            nix::libc::setsockopt(
-                sock.as_fd().as_raw_fd(),
-                nix::libc::SOL_SOCKET,
-                nix::libc::SO_ATTACH_BPF,
-                (&prog_fd as *const i32).cast(),
-                std::mem::size_of::<i32>() as u32,
-            )
-        };
-        if r != 0 {
-            return Err(format!("attaching the event filter: {}", std::io::Error::last_os_error()));
-        }
+        sock.set_int(nix::libc::SOL_SOCKET, nix::libc::SO_ATTACH_BPF, prog.as_fd().as_raw_fd())
+            .map_err(|e| format!("attaching the event filter: {e}"))?;
         Ok(EventRing {
             consumer,
             data,
@@ -173,7 +161,7 @@ impl EventRing {
 
     /// Whether records wait.
     pub fn ready(&self) -> bool {
-        self.producer_pos().load(Ordering::Acquire) != self.consumer_pos().load(Ordering::Relaxed)
+        self.produced() != self.consumer_pos().load(Ordering::Relaxed)
     }
 
     /// Where the kernel has reserved up to: [`EventRing::drain`] reads
@@ -259,16 +247,18 @@ impl EventRing {
         while self.drain(self.skip_until, usize::MAX, |_, _| {}) > 0 {}
     }
 
-    /// Events lost since the ring was attached: the ring was full, or a
-    /// notification could not be read.
+    /// Events lost since the ring was attached: the ring was full, a
+    /// notification could not be read, or a record was not the filter's.
     pub fn lost(&self) -> u64 {
-        (0..LOSS_SLOTS)
-            .map(|i| {
-                // SAFETY: the array's values are u64s, 8-aligned from the
-                // start of the mapping; the kernel adds to them atomically.
-                unsafe { &*(self.loss.ptr.as_ptr().add(i * 8) as *const AtomicU64) }.load(Ordering::Relaxed)
-            })
-            .sum()
+        self.corrupt
+            + (0..LOSS_SLOTS)
+                .map(|i| {
+                    // SAFETY: the array's values are u64s, 8-aligned from the
+                    // start of the mapping; the kernel adds to them atomically.
+                    unsafe { &*(self.loss.ptr.as_ptr().add(i * 8) as *const AtomicU64) }
+                        .load(Ordering::Relaxed)
+                })
+                .sum::<u64>()
     }
 }
 

@@ -108,23 +108,28 @@ impl NlSocket {
 
     /// Joins multicast `groups`.
     pub fn join(&self, groups: &[u32]) -> io::Result<()> {
-        let fd = &self.fd;
         for &g in groups {
             // nix has no NETLINK_ADD_MEMBERSHIP option; groups above 31
             // cannot go through bind's bitmask.
-            // SAFETY: a valid fd and a u32 option value of the right size.
-            let r = unsafe {
-                nix::libc::setsockopt(
-                    fd.as_raw_fd(),
-                    SOL_NETLINK,
-                    NETLINK_ADD_MEMBERSHIP,
-                    (&g as *const u32).cast(),
-                    std::mem::size_of::<u32>() as u32,
-                )
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            self.set_int(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, g as i32)?;
+        }
+        Ok(())
+    }
+
+    /// Sets an int-valued socket option nix has no typed option for.
+    pub fn set_int(&self, level: i32, name: i32, value: i32) -> io::Result<()> {
+        // SAFETY: a valid fd and an int option value of the right size.
+        let r = unsafe {
+            nix::libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
